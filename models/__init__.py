@@ -1,0 +1,7 @@
+"""PyTorch definitions of pixelrt's models: every layer has a full path and a step path."""
+from pixelrt.models.pixelcnn import PixelCNN, PixelCNNConfig
+from pixelrt.models.registry import get_model, model_names, register_model
+
+register_model("pixelcnn", PixelCNNConfig, "PixelCNN: Mask-A/B convolutions, residual blocks, levels-way softmax")(PixelCNN)
+
+__all__ = ["PixelCNN", "PixelCNNConfig", "get_model", "model_names", "register_model"]

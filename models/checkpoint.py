@@ -1,0 +1,75 @@
+"""Checkpoints: a safetensors weight file plus a JSON config, written atomically.
+
+Loading never unpickles anything: the config is JSON, the weights are
+safetensors, and the weight file is checked against its sha256.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorsError
+from safetensors.torch import load_file, save_file
+
+from pixelrt.atomic import atomic_directory
+from pixelrt.errors import CheckpointError
+from pixelrt.models.registry import get_model
+from pixelrt.runtime.bundle import sha256_file
+
+FORMAT = "pixelrt-checkpoint"
+CONFIG = "checkpoint.json"
+WEIGHTS = "weights.safetensors"
+
+
+def save_checkpoint(model: torch.nn.Module, path: str | Path, meta: dict, overwrite: bool = True) -> Path:
+    """Write CKPT/checkpoint.json + CKPT/weights.safetensors; ``meta`` holds image, data and training info."""
+    path = Path(path)
+    with atomic_directory(path, overwrite=overwrite) as tmp:
+        tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        save_file(tensors, str(tmp / WEIGHTS))
+        doc = {"format": FORMAT, "format_version": 1, "family": model.family, "config": asdict(model.config),
+               **meta, "weights": {"file": WEIGHTS, "sha256": sha256_file(tmp / WEIGHTS)}}
+        (tmp / CONFIG).write_text(json.dumps(doc, indent=2) + "\n")
+    return path
+
+
+def read_checkpoint_meta(path: str | Path) -> dict:
+    path = Path(path)
+    cfg = path / CONFIG
+    if not path.is_dir() or not cfg.is_file():
+        raise CheckpointError(
+            f"{path} is not a pixelrt checkpoint (expected a folder with {CONFIG} and {WEIGHTS}); "
+            "create one with `pixelrt train -o CKPT/`"
+        )
+    try:
+        doc = json.loads(cfg.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{cfg} is corrupt (not valid JSON: {e}); re-run `pixelrt train`") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise CheckpointError(f"{cfg} is not a pixelrt checkpoint config (format is not {FORMAT!r})")
+    return doc
+
+
+def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict]:
+    """Rebuild the model from its config and load verified weights; returns (model in eval mode, meta)."""
+    path = Path(path)
+    doc = read_checkpoint_meta(path)
+    try:
+        entry = get_model(doc["family"])
+        model = entry.build(entry.make_config(**doc["config"]))
+        weights = path / doc["weights"]["file"]
+        expected = doc["weights"]["sha256"]
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path / CONFIG} has a missing or malformed entry ({e}); re-run `pixelrt train`") from None
+    if not weights.is_file():
+        raise CheckpointError(f"{weights} is missing; the checkpoint is incomplete, re-run `pixelrt train`")
+    if sha256_file(weights) != expected:
+        raise CheckpointError(f"{weights}: sha256 does not match {CONFIG}; the file was changed or truncated")
+    try:
+        state = load_file(str(weights))
+        model.load_state_dict(state, strict=True)
+    except (SafetensorsError, RuntimeError, OSError) as e:
+        raise CheckpointError(f"{weights} does not fit the model in {CONFIG} ({str(e)[:300]})") from None
+    return model.eval(), doc

@@ -1,0 +1,36 @@
+"""Likelihood heads: the categorical (levels-way softmax) conditional and its sampler.
+
+Both the full path and the step path call these functions, so the log-probs
+the full graph reports and the ones the step graph samples with come from the
+same arithmetic. The log-softmax subtracts the max explicitly: TensorRT's
+ReduceLogSumExp is known to overflow on large finite inputs, and a written-out
+form exports to plain ReduceMax/Exp/ReduceSum/Log that every runtime runs alike.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def log_softmax(logits: torch.Tensor, dim: int) -> torch.Tensor:
+    """log softmax with explicit max subtraction (exports without LogSoftmax/ReduceLogSumExp)."""
+    shifted = logits - logits.amax(dim=dim, keepdim=True).detach()
+    return shifted - shifted.exp().sum(dim=dim, keepdim=True).log()
+
+
+def inverse_cdf_sample(logp: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+    """Sample from a categorical over the last axis by inverse CDF.
+
+    logp: (..., L) log-probabilities; uniform: (...) noise in [0, 1).
+    Returns int64 (...): the smallest k with cdf[k] > u * cdf[-1].
+    One uniform per sub-pixel keeps the host's noise array the size of the image,
+    and the same noise gives the same sample on every runtime.
+    """
+    cdf = torch.cumsum(logp.exp(), dim=-1)
+    threshold = uniform.unsqueeze(-1) * cdf[..., -1:]
+    index = (cdf <= threshold).sum(dim=-1)
+    return index.clamp(max=logp.shape[-1] - 1)
+
+
+def gather_logp(logp: torch.Tensor, value: torch.Tensor, dim: int) -> torch.Tensor:
+    """Pick log p(value) along ``dim``; ``value`` has logp's shape without ``dim``."""
+    return logp.gather(dim, value.unsqueeze(dim)).squeeze(dim)

@@ -1,0 +1,154 @@
+"""PixelCNN (van den Oord et al. 2016) as in the seed lecture, with a cached step path.
+
+Reads top-down: the residual block, the full model, then its step module.
+
+    x -> 7x7 Mask-A conv (2h) -> [residual block] x n -> ReLU -> 1x1 Mask-B (head)
+      -> ReLU -> 1x1 Mask-B (C * levels logits) -> levels-way softmax per sub-pixel
+
+Residual block: ReLU -> 1x1 to h -> ReLU -> kxk Mask B -> ReLU -> 1x1 back to 2h, + input.
+Every conv carries the R->G->B channel groups, so sub-pixel c is conditioned on
+all earlier pixels and on channels < c of its own pixel.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pixelrt.models.heads import gather_logp, inverse_cdf_sample, log_softmax
+from pixelrt.models.layers import MaskedConv2d, RowCache
+
+
+@dataclass
+class PixelCNNConfig:
+    channels: int = 1       # image channels C: 1 grey, 3 RGB
+    levels: int = 256       # values per sub-pixel; the head has this many logits
+    hidden: int = 64        # backbone width 2h; divisible by 2*channels
+    blocks: int = 8         # residual blocks
+    input_kernel: int = 7   # Mask-A input conv size (odd)
+    block_kernel: int = 3   # Mask-B conv size inside each block (odd)
+    head_hidden: int = 64   # width of the first 1x1 Mask-B output conv; divisible by channels
+
+    def validate(self) -> None:
+        if not 2 <= self.levels <= 256:
+            raise ValueError(f"levels must be in 2..256 (uint8 images), got {self.levels}")
+        if self.hidden % (2 * self.channels):
+            raise ValueError(f"hidden={self.hidden} must be divisible by 2*channels={2 * self.channels}")
+        if self.head_hidden % self.channels:
+            raise ValueError(f"head_hidden={self.head_hidden} must be divisible by channels={self.channels}")
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, width: int, kernel: int, groups: int):
+        super().__init__()
+        half = width // 2
+        self.reduce = MaskedConv2d(width, half, 1, "B", groups)
+        self.conv = MaskedConv2d(half, half, kernel, "B", groups)
+        self.expand = MaskedConv2d(half, width, 1, "B", groups)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 2h, H, W)
+        a = F.relu(self.reduce(F.relu(x)))
+        return x + self.expand(F.relu(self.conv(a)))
+
+
+class PixelCNN(nn.Module):
+    family = "pixelcnn"
+
+    def __init__(self, config: PixelCNNConfig):
+        super().__init__()
+        config.validate()
+        self.config = config
+        C, w = config.channels, config.hidden
+        self.input_conv = MaskedConv2d(C, w, config.input_kernel, "A", C)
+        self.blocks = nn.ModuleList(ResidualBlock(w, config.block_kernel, C) for _ in range(config.blocks))
+        self.head_hidden = MaskedConv2d(w, config.head_hidden, 1, "B", C)
+        self.head_out = MaskedConv2d(config.head_hidden, C * config.levels, 1, "B", C)
+
+    # -- full path ---------------------------------------------------------------
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Integer levels -> floats in [-1, 1]; zero is also the conv padding value."""
+        return x.to(torch.float32) * (2.0 / (self.config.levels - 1)) - 1.0
+
+    def logits_from_float(self, xf: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) normalised input -> (B, C, levels, H, W) logits."""
+        h = self.input_conv(xf)
+        for block in self.blocks:
+            h = block(h)
+        out = self.head_out(F.relu(self.head_hidden(F.relu(h))))
+        B, _, H, W = out.shape
+        return out.reshape(B, self.config.channels, self.config.levels, H, W)
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) integer image -> (B, C, H, W) log p of each sub-pixel given its past, nats."""
+        logp = log_softmax(self.logits_from_float(self.normalize(x)), dim=2)
+        return gather_logp(logp, x.long(), dim=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-image log-likelihood in nats, (B,)."""
+        return self.log_prob(x).flatten(1).sum(1)
+
+    # -- step path ---------------------------------------------------------------
+    def stepper(self) -> "PixelCNNStep":
+        return PixelCNNStep(self)
+
+    def describe(self) -> dict:
+        return {"family": self.family, "config": asdict(self.config)}
+
+
+class PixelCNNStep(nn.Module):
+    """One sub-pixel of a PixelCNN from cached rows: the model's step path.
+
+    Inputs (names as exported):
+      pixel (B, C) int64     channels < ``channel`` of the current pixel (the rest is ignored)
+      row, col, channel      int64 scalars: the sub-pixel to produce
+      force (B,) int64       the true value to teacher-force, or -1 to sample
+      noise (B,) float32     uniform in [0, 1) for the inverse-CDF sampler
+      cache_0..cache_n       one RowCache per masked k x k conv (input conv, then each block)
+    Outputs:
+      value (B,) int64, logp (B,) float32, new_0..new_n (B, C_k): each cache's input at
+      (row, col). The host writes them into the caches once the pixel's last channel is done.
+    """
+
+    def __init__(self, model: PixelCNN):
+        super().__init__()
+        cfg = model.config
+        self.channels, self.levels = cfg.channels, cfg.levels
+        self.input_conv = model.input_conv.stepper()
+        self.reduce = nn.ModuleList(b.reduce.stepper() for b in model.blocks)
+        self.conv = nn.ModuleList(b.conv.stepper() for b in model.blocks)
+        self.expand = nn.ModuleList(b.expand.stepper() for b in model.blocks)
+        self.head_hidden = model.head_hidden.stepper()
+        self.head_out = model.head_out.stepper()
+        self.register_buffer("channel_ids", torch.arange(cfg.channels))
+
+    @property
+    def caches(self) -> list[RowCache]:
+        return [self.input_conv.spec] + [c.spec for c in self.conv]
+
+    def input_names(self) -> list[str]:
+        return ["pixel", "row", "col", "channel", "force", "noise"] + [f"cache_{k}" for k in range(len(self.caches))]
+
+    def output_names(self) -> list[str]:
+        return ["value", "logp"] + [f"new_{k}" for k in range(len(self.caches))]
+
+    def normalize(self, pixel: torch.Tensor) -> torch.Tensor:
+        return pixel.to(torch.float32) * (2.0 / (self.levels - 1)) - 1.0
+
+    def forward(self, pixel, row, col, channel, force, noise, *caches):
+        x = self.normalize(pixel)  # (B, C)
+        h = self.input_conv(x, caches[0], row, col)  # (B, 2h)
+        new = []
+        for k, (reduce, conv, expand) in enumerate(zip(self.reduce, self.conv, self.expand)):
+            a = F.relu(reduce(F.relu(h)))
+            new.append(a)
+            h = h + expand(F.relu(conv(a, caches[k + 1], row, col)))
+        out = self.head_out(F.relu(self.head_hidden(F.relu(h))))  # (B, C*levels)
+        logits = out.reshape(out.shape[0], self.channels, self.levels).index_select(1, channel.reshape(1))
+        logp_all = log_softmax(logits.squeeze(1), dim=-1)  # (B, levels)
+        sampled = inverse_cdf_sample(logp_all, noise)
+        value = torch.where(force >= 0, force, sampled)
+        logp = gather_logp(logp_all, value, dim=-1)
+        full = torch.where(self.channel_ids == channel, value.unsqueeze(1), pixel)
+        return (value, logp, self.normalize(full), *new)

@@ -1,0 +1,195 @@
+"""The bundle: the deployable unit. A directory with manifest.json, ONNX graphs and checksums.
+
+This module is the single definition of the manifest format: export/ writes
+through :func:`write_manifest` and the runtime reads through :func:`load_bundle`.
+Loading never executes code from the bundle: the manifest is JSON, graphs are
+ONNX protobuf, reference data is an npz read with ``allow_pickle=False``, and
+every file is checked against its sha256 before it is used.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pixelrt.errors import BundleError
+
+FORMAT = "pixelrt-bundle"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+REEXPORT = "re-run `pixelrt export CKPT -o BUNDLE/`"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    channels: int
+    height: int
+    width: int
+    levels: int
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.height, self.width)
+
+    @property
+    def dims(self) -> int:
+        return self.channels * self.height * self.width
+
+    def bits_per_dim(self, loglik_nats: np.ndarray) -> np.ndarray:
+        """Per-image bits per sub-pixel from per-image log-likelihood in nats."""
+        return -np.asarray(loglik_nats, dtype=np.float64) / (self.dims * math.log(2.0))
+
+
+@dataclass(frozen=True)
+class StateSpec:
+    """One state tensor of the step loop: how to allocate it and how the host updates it."""
+
+    name: str
+    shape: tuple  # ("batch", C, rows, W + 2*pad)
+    dtype: str
+    init: str           # "zeros"
+    update: str         # "ring-row": write ``source`` at [:, :, (row+pad) % rows, col+pad]
+    source: str         # step output that carries the new column
+    rows: int
+    pad: int
+
+    def allocate(self, batch: int) -> np.ndarray:
+        return np.zeros((batch, *self.shape[1:]), dtype=self.dtype)
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype, "init": self.init,
+                "update": {"kind": self.update, "from_output": self.source, "rows": self.rows, "pad": self.pad}}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "StateSpec":
+        u = d["update"]
+        return cls(d["name"], tuple(d["shape"]), d["dtype"], d["init"], u["kind"], u["from_output"],
+                   int(u["rows"]), int(u["pad"]))
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    file: str
+    inputs: list
+    outputs: list
+
+    def input_names(self) -> list[str]:
+        return [i["name"] for i in self.inputs]
+
+    def output_names(self) -> list[str]:
+        return [o["name"] for o in self.outputs]
+
+
+@dataclass
+class Bundle:
+    """A verified bundle directory. Construct with :func:`load_bundle`."""
+
+    root: Path
+    manifest: dict
+    image: ImageSpec
+    graphs: dict[str, GraphSpec]
+    state: list[StateSpec] = field(default_factory=list)
+
+    @property
+    def family(self) -> str:
+        return self.manifest["family"]
+
+    @property
+    def precision(self) -> str:
+        return self.manifest.get("precision", "fp32")
+
+    @property
+    def schedule(self) -> dict:
+        return self.manifest["schedule"]
+
+    def graph_path(self, name: str) -> Path:
+        if name not in self.graphs:
+            raise BundleError(f"bundle {self.root} has no {name!r} graph (it has: {', '.join(self.graphs)}); {REEXPORT}")
+        return self.root / self.graphs[name].file
+
+    def reference(self) -> dict[str, np.ndarray]:
+        """The fixed batch and its log-likelihoods measured at export time."""
+        ref = self.manifest["reference"]
+        try:
+            with np.load(self.root / ref["file"], allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        except Exception as e:  # noqa: BLE001 - any parse failure is a corrupt file
+            raise BundleError(f"{self.root / ref['file']}: cannot read reference data ({e}); {REEXPORT}") from None
+
+
+def _read_manifest(root: Path) -> dict:
+    if not root.exists():
+        raise BundleError(f"bundle {root} does not exist; create it with `pixelrt export CKPT -o {root}/`")
+    if not root.is_dir():
+        raise BundleError(f"{root} is a file, not a bundle directory; pass the folder `pixelrt export` wrote")
+    path = root / MANIFEST
+    if not path.exists():
+        raise BundleError(f"{root} has no {MANIFEST}, so it is not a pixelrt bundle; {REEXPORT}")
+    try:
+        manifest = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BundleError(f"{path} is corrupt (not valid JSON: {e}); {REEXPORT}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BundleError(f"{path} is not a pixelrt bundle manifest (format is not {FORMAT!r}); {REEXPORT}")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise BundleError(
+            f"{path} has format version {manifest.get('format_version')!r}; this pixelrt reads version "
+            f"{FORMAT_VERSION}; {REEXPORT} with this version of pixelrt"
+        )
+    return manifest
+
+
+def _verify_files(root: Path, manifest: dict) -> None:
+    for name, meta in manifest.get("files", {}).items():
+        path = root / name
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise BundleError(f"{root / MANIFEST} lists a file outside the bundle ({name!r}); {REEXPORT}")
+        if not path.is_file():
+            raise BundleError(f"bundle manifest lists {name} but the file is missing from {root}; {REEXPORT}")
+        digest = sha256_file(path)
+        if digest != meta.get("sha256"):
+            raise BundleError(
+                f"{path}: sha256 mismatch (manifest {str(meta.get('sha256'))[:12]}..., file {digest[:12]}...); "
+                f"the file was changed or truncated after export; {REEXPORT}"
+            )
+
+
+def load_bundle(path: str | os.PathLike, verify: bool = True) -> Bundle:
+    """Read and verify a bundle directory; raises BundleError naming the problem and the fix."""
+    root = Path(path)
+    manifest = _read_manifest(root)
+    try:
+        img = manifest["image"]
+        image = ImageSpec(int(img["channels"]), int(img["height"]), int(img["width"]), int(img["levels"]))
+        graphs = {k: GraphSpec(g["file"], g["inputs"], g["outputs"]) for k, g in manifest["graphs"].items()}
+        state = [StateSpec.from_json(s) for s in manifest.get("state", [])]
+        for g in graphs.values():
+            if g.file not in manifest["files"]:
+                raise KeyError(f"files[{g.file!r}]")
+    except (KeyError, TypeError, ValueError) as e:
+        raise BundleError(f"{root / MANIFEST} is missing or has a malformed entry {e}; {REEXPORT}") from None
+    if verify:
+        _verify_files(root, manifest)
+    return Bundle(root, manifest, image, graphs, state)
+
+
+def write_manifest(root: Path, manifest: dict) -> None:
+    """Fill ``files`` with the sha256 and size of every listed file, then write manifest.json."""
+    for name, meta in manifest["files"].items():
+        meta["sha256"] = sha256_file(root / name)
+        meta["bytes"] = (root / name).stat().st_size
+    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest}
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
