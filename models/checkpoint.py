@@ -10,7 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorsError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from pixelrt.atomic import atomic_directory
@@ -70,6 +70,6 @@ def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict]:
     try:
         state = load_file(str(weights))
         model.load_state_dict(state, strict=True)
-    except (SafetensorsError, RuntimeError, OSError) as e:
+    except (SafetensorError, RuntimeError, OSError) as e:
         raise CheckpointError(f"{weights} does not fit the model in {CONFIG} ({str(e)[:300]})") from None
     return model.eval(), doc

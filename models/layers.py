@@ -16,6 +16,7 @@ fresh input directly, not read from the cache).
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -66,6 +67,8 @@ class MaskedConv2d(nn.Module):
         return RowCache(self.in_channels, self.kernel // 2 + 1, self.kernel // 2)
 
     def masked_weight(self) -> torch.Tensor:
+        if getattr(self, "premasked", False):
+            return self.weight
         return self.weight * self.mask
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, Cin, H, W) -> (B, Cout, H, W)
@@ -74,6 +77,22 @@ class MaskedConv2d(nn.Module):
     def stepper(self) -> "MaskedConvStep":
         """Frozen step path with the weights laid out for one position."""
         return MaskedConvStep(self)
+
+
+def freeze_masks(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose masked weights are stored pre-multiplied, for export.
+
+    The exported graph then holds each kernel once as an initializer feeding its
+    Conv directly (no mask tensors, no Mul at run time), which is also the form
+    quantisation tools expect.
+    """
+    frozen = copy.deepcopy(model).eval()
+    for m in frozen.modules():
+        if isinstance(m, MaskedConv2d):
+            with torch.no_grad():
+                m.weight.copy_(m.weight * m.mask)
+            m.premasked = True
+    return frozen
 
 
 class MaskedConvStep(nn.Module):

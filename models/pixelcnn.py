@@ -25,8 +25,8 @@ from pixelrt.models.layers import MaskedConv2d, RowCache
 class PixelCNNConfig:
     channels: int = 1       # image channels C: 1 grey, 3 RGB
     levels: int = 256       # values per sub-pixel; the head has this many logits
-    hidden: int = 64        # backbone width 2h; divisible by 2*channels
-    blocks: int = 8         # residual blocks
+    hidden: int = 128       # backbone width 2h; divisible by 2*channels
+    blocks: int = 4         # residual blocks
     input_kernel: int = 7   # Mask-A input conv size (odd)
     block_kernel: int = 3   # Mask-B conv size inside each block (odd)
     head_hidden: int = 64   # width of the first 1x1 Mask-B output conv; divisible by channels

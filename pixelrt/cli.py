@@ -1,0 +1,349 @@
+"""The `pixelrt` command. Each subcommand imports what it needs when it runs, so
+`pixelrt sample` and `pixelrt eval` work on a runtime-only install without torch.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from pixelrt.errors import ParityError, PixelrtError
+
+DESCRIPTION = """\
+pixelrt: train autoregressive image models in PyTorch, export them to ONNX
+bundles, and sample/evaluate them in ONNX Runtime with likelihood parity.
+
+typical flow:
+  pixelrt train --data digits -o runs/pixelcnn        # checkpoint (safetensors + JSON)
+  pixelrt export runs/pixelcnn -o bundles/pixelcnn    # full.onnx + step.onnx + manifest
+  pixelrt sample bundles/pixelcnn -n 16 -o samples.png
+  pixelrt eval bundles/pixelcnn --data digits         # held-out bits/dim
+  pixelrt parity runs/pixelcnn --data digits          # PyTorch vs ORT, step vs full
+  pixelrt demo                                        # all of the above in one go
+"""
+
+
+def _add_data_args(p: argparse.ArgumentParser, default: str | None = "digits") -> None:
+    from pixelrt.data import SPEC_HELP
+
+    p.add_argument("--data", default=default, help=f"data set: {SPEC_HELP} (default: %(default)s)")
+    p.add_argument("--levels", type=int, default=None, help="levels per sub-pixel if the data does not say (2..256)")
+    p.add_argument("--test-fraction", type=float, default=0.2, help="held-out share of the data (default: %(default)s)")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the deterministic train/test split")
+
+
+def _add_runtime_arg(p: argparse.ArgumentParser) -> None:
+    from pixelrt.runtime.backends import RUNTIMES
+
+    p.add_argument("--runtime", default="ort", choices=list(RUNTIMES),
+                   help="; ".join(f"{k}: {v}" for k, v in RUNTIMES.items()) + " (default: %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pixelrt", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"pixelrt {__import__('pixelrt').__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("train", help="train a model on a data set and keep the best checkpoint",
+                       description="Train with AdamW on bits/dim; held-out bits/dim is measured every epoch and "
+                                   "the best checkpoint (safetensors + JSON, never pickle) is kept at -o.")
+    _add_data_args(p)
+    p.add_argument("--model", default="pixelcnn", help="registered model (default: %(default)s)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="model config override, e.g. --set hidden=64 --set blocks=8 (repeatable)")
+    p.add_argument("-o", "--out", required=True, help="checkpoint folder to write")
+    p.add_argument("--epochs", type=int, default=None, help="passes over the training split (default: 15)")
+    p.add_argument("--minutes", type=float, default=None, help="wall-clock budget; stops early when reached")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: 2e-3)")
+    p.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay (default: 0.1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="replace an existing checkpoint at -o")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("export", help="export a checkpoint to a bundle (full + step ONNX graphs, manifest)",
+                       description="Trace the full (likelihood) and step (sampling) graphs, store reference "
+                                   "log-likelihoods of real images, validate ORT against PyTorch at another batch "
+                                   "size, and only then move the bundle into place (atomic).")
+    p.add_argument("checkpoint", help="checkpoint folder written by `pixelrt train`")
+    p.add_argument("-o", "--out", required=True, help="bundle folder to write")
+    p.add_argument("--data", default=None, help="data for the reference batch (default: the checkpoint's data set)")
+    p.add_argument("--reference", type=int, default=8, help="reference images stored in the bundle")
+    p.add_argument("--force", action="store_true", help="replace an existing bundle at -o")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("sample", help="sample images with a bundle's step graph and write a PNG grid",
+                       description="Runs the autoregressive step loop; sampling happens inside the graph from "
+                                   "uniform noise drawn up-front from --seed, so a seed gives the same images on "
+                                   "every runtime.")
+    p.add_argument("bundle")
+    p.add_argument("-n", "--num", type=int, default=16, help="images to sample (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--out", default="samples.png", help="PNG grid to write (default: %(default)s)")
+    p.add_argument("--npz", default=None, help="also save images and per-sub-pixel log-probs to this .npz")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--no-progress", action="store_true")
+    _add_runtime_arg(p)
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("eval", help="bits/dim of a data set under a bundle's full graph",
+                       description="Exact log-likelihood through full.onnx; reports bits/dim on the held-out split.")
+    p.add_argument("bundle")
+    _add_data_args(p)
+    p.add_argument("--split", choices=["test", "train", "all"], default="test")
+    p.add_argument("--batch-size", type=int, default=256)
+    _add_runtime_arg(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("parity", help="compare a checkpoint with its bundle (bits/dim, step vs full, samples)",
+                       description="Prints one table: PyTorch vs ORT bits/dim per image, step-graph vs full-graph "
+                                   "conditionals, summed sample log-probs vs full log-likelihood, samples under "
+                                   "shared noise, and the causality audit. Exits 1 on any miss beyond budget.")
+    p.add_argument("checkpoint")
+    p.add_argument("--bundle", default=None, help="bundle to compare (default: export one to a temporary folder)")
+    _add_data_args(p, default=None)
+    p.add_argument("-n", "--num", type=int, default=64, help="held-out images compared (default: %(default)s)")
+    p.add_argument("--samples", type=int, default=8, help="images sampled (default: %(default)s)")
+    p.add_argument("--teacher", type=int, default=8, help="images run teacher-forced through the step graph")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, help="write the report as JSON")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_parity)
+
+    p = sub.add_parser("info", help="show a bundle's manifest summary and verify its checksums")
+    p.add_argument("bundle")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("bench", help="time naive vs cached sampling (PyTorch, ORT) on the ref28 model",
+                       description="Reference model ref28: PixelCNN, 1x28x28, 256 levels, 2h=64, 8 residual "
+                                   "blocks, random weights. Reports ms per image, FLOPs per pixel and the fraction "
+                                   "of this CPU's matmul peak measured in the same run.")
+    p.add_argument("--json", default=None, help="write one record per measurement to this file")
+    p.add_argument("--batches", default="1,64", help="comma-separated batch sizes (default: %(default)s)")
+    p.add_argument("--naive-rows", type=int, default=1, help="rows timed for the naive sampler (extrapolated)")
+    p.add_argument("--rows", type=int, default=None, help="rows timed for cached sampling (default: all)")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("demo", help="train on digits, export, sample, evaluate and check parity in one go",
+                       description="About two minutes on 2 CPU cores; every output lands in one folder.")
+    p.add_argument("-o", "--out", default="demo_out", help="output folder (default: %(default)s)")
+    p.add_argument("--minutes", type=float, default=1.0, help="training budget in minutes (default: %(default)s)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+# -- commands ------------------------------------------------------------------
+def _load_split(args, spec: str):
+    from pixelrt.data import load_dataset, split
+
+    ds = load_dataset(spec, levels=args.levels)
+    train, test = split(ds, args.test_fraction, args.split_seed)
+    return ds, train, test
+
+
+def _parse_overrides(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise PixelrtError(f"--set {pair!r} is not KEY=VALUE, e.g. --set hidden=64")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def cmd_train(args) -> int:
+    from pixelrt.models import get_model
+    from pixelrt.models.train import TrainConfig, train
+
+    ds, tr, te = _load_split(args, args.data)
+    entry = get_model(args.model)
+    C, H, W = ds.shape
+    config = entry.make_config(**{"channels": C, "levels": ds.levels, **_parse_overrides(args.set)})
+    if (config.channels, config.levels) != (C, ds.levels):
+        raise PixelrtError(f"--set channels/levels ({config.channels}, {config.levels}) disagree with the data "
+                           f"({C}, {ds.levels}); leave them to the data")
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise PixelrtError(f"{out} already exists; choose another -o or pass --force to replace it")
+    try:
+        model = entry.build(config)
+    except ValueError as e:
+        raise PixelrtError(f"model config is invalid: {e}") from None
+    cfg = TrainConfig(batch_size=args.batch_size, seed=args.seed,
+                      time_budget=None if args.minutes is None else args.minutes * 60)
+    for name in ("epochs", "lr", "weight_decay"):
+        if getattr(args, name) is not None:
+            setattr(cfg, name, getattr(args, name))
+    params = sum(p.numel() for p in model.parameters())
+    print(f"training {args.model} ({params / 1e6:.2f} M parameters) on {ds.name}: {len(tr)} train / {len(te)} "
+          f"held-out images of {C}x{H}x{W}, {ds.levels} levels")
+    meta = {"image": {"channels": C, "height": H, "width": W, "levels": ds.levels},
+            "data": {"spec": args.data, "levels": args.levels, "test_fraction": args.test_fraction,
+                     "split_seed": args.split_seed, "train_images": len(tr), "test_images": len(te)}}
+    result = train(model, tr, te, cfg, out, meta, progress=not args.no_progress)
+    print(f"best held-out {result.best_bits_per_dim:.4f} bits/dim at epoch {result.best_epoch} "
+          f"({result.seconds:.0f} s); checkpoint: {out}")
+    return 0
+
+
+def _reference_images(meta: dict, spec: str | None, n: int):
+    from pixelrt.data import load_dataset, split
+
+    data = meta.get("data", {})
+    spec = spec or data.get("spec")
+    if not spec:
+        raise PixelrtError("the checkpoint does not name its data set; pass --data for the reference batch")
+    ds = load_dataset(spec, levels=data.get("levels"))
+    _, test = split(ds, data.get("test_fraction", 0.2), data.get("split_seed", 0))
+    return test.x[:n], spec
+
+
+def cmd_export(args) -> int:
+    from pixelrt.export.bundle_writer import export_bundle
+    from pixelrt.models.checkpoint import load_checkpoint
+    from pixelrt.runtime.bundle import ImageSpec
+
+    model, meta = load_checkpoint(args.checkpoint)
+    image = ImageSpec(**meta["image"])
+    x, spec = _reference_images(meta, args.data, args.reference)
+    t0 = time.perf_counter()
+    result = export_bundle(model, image, x, args.out, overwrite=args.force,
+                           source={"checkpoint": str(args.checkpoint), "data": spec})
+    c = result.check
+    print(f"bundle written to {args.out} in {time.perf_counter() - t0:.1f} s: full.onnx, step.onnx, manifest.json")
+    print(f"validated ORT vs PyTorch: full |d bits/dim| {c.full_max_dbpd:.1e}, |d log p| {c.full_max_dlogp:.1e}; "
+          f"step |d log p| {c.step_max_dlogp:.1e} over {c.positions} sub-pixel positions")
+    return 0
+
+
+def cmd_sample(args) -> int:
+    from pixelrt.runtime.backends import open_backend
+    from pixelrt.runtime.bundle import load_bundle
+    from pixelrt.runtime.grid import save_grid
+    from pixelrt.runtime.sampler import make_noise, step_loop
+
+    if args.num < 1:
+        raise PixelrtError(f"-n must be at least 1, got {args.num}")
+    bundle = load_bundle(args.bundle)
+    noise = make_noise(args.num, bundle.image, args.seed)
+    t0 = time.perf_counter()
+    with open_backend(args.runtime, bundle.graph_path("step")) as step:
+        res = step_loop(step, bundle.image, bundle.state, noise, batch_size=args.batch_size,
+                        progress=not args.no_progress)
+    dt = time.perf_counter() - t0
+    save_grid(res.images, bundle.image.levels, args.out)
+    if args.npz:
+        np = __import__("numpy")
+        np.savez(args.npz, images=res.images, logp=res.logp, seed=args.seed)
+    bpd = bundle.image.bits_per_dim(res.loglik)
+    print(f"sampled {args.num} images with {args.runtime} in {dt:.2f} s ({1e3 * dt / args.num:.1f} ms/image); "
+          f"their bits/dim under the model: mean {bpd.mean():.4f}; grid: {args.out}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from pixelrt.runtime.backends import open_backend
+    from pixelrt.runtime.bundle import load_bundle
+    from pixelrt.runtime.evaluate import evaluate
+
+    bundle = load_bundle(args.bundle)
+    ds, tr, te = _load_split(args, args.data)
+    x = {"test": te, "train": tr, "all": ds}[args.split].x
+    with open_backend(args.runtime, bundle.graph_path("full")) as full:
+        res = evaluate(full, bundle, x, args.batch_size, source=f"{args.data} ({args.split} split)", progress=True)
+        ref = bundle.reference()
+        again = evaluate(full, bundle, ref["x"], source="bundle reference batch")
+    drift = float(abs(again.loglik - ref["loglik"]).max())
+    print(f"{args.data} {args.split} split: {len(x)} images, {res.mean_bits_per_dim:.4f} bits/dim "
+          f"({args.runtime}); reference batch |d loglik| vs export time: {drift:.1e} nats")
+    return 0
+
+
+def cmd_parity(args) -> int:
+    import tempfile
+
+    from pixelrt.data import load_dataset, split
+    from pixelrt.export.bundle_writer import export_bundle
+    from pixelrt.export.parity import run_parity
+    from pixelrt.models.checkpoint import load_checkpoint
+    from pixelrt.runtime.bundle import ImageSpec, load_bundle
+
+    model, meta = load_checkpoint(args.checkpoint)
+    data = meta.get("data", {})
+    spec = args.data or data.get("spec")
+    if not spec:
+        raise PixelrtError("the checkpoint does not name its data set; pass --data")
+    ds = load_dataset(spec, levels=args.levels or data.get("levels"))
+    _, test = split(ds, args.test_fraction, args.split_seed)
+    with tempfile.TemporaryDirectory(prefix="pixelrt-parity-") as tmp:
+        if args.bundle:
+            bundle = load_bundle(args.bundle)
+        else:
+            print("exporting a bundle to a temporary folder (pass --bundle to compare an existing one)")
+            bundle = export_bundle(model, ImageSpec(**meta["image"]), test.x[:8], Path(tmp) / "bundle",
+                                   source={"checkpoint": str(args.checkpoint)}, log=lambda s: None).bundle
+        report = run_parity(model, bundle, test.x[: args.num], samples=args.samples, teacher=args.teacher,
+                            seed=args.seed, progress=not args.no_progress)
+    print(report.table())
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+    report.raise_on_miss()
+    return 0
+
+
+def cmd_info(args) -> int:
+    from pixelrt.runtime.bundle import load_bundle
+
+    b = load_bundle(args.bundle)
+    m = b.manifest
+    print(f"{b.root}: {b.family} bundle, format {m['format_version']}, precision {b.precision}")
+    print(f"  image {'x'.join(map(str, b.image.shape))}, {b.image.levels} levels, head {m['head']['kind']}")
+    for name, g in b.graphs.items():
+        meta = m["files"][g.file]
+        print(f"  {name:5s} {g.file:10s} {meta['bytes'] / 1024:8.1f} KiB  sha256 {meta['sha256'][:12]}  "
+              f"inputs {', '.join(g.input_names())}")
+    print(f"  state: {len(b.state)} ring-row caches, "
+          f"{sum(int(__import__('numpy').prod(s.shape[1:])) for s in b.state) * 4 / 1024:.1f} KiB per image")
+    print(f"  reference bits/dim: {', '.join(f'{v:.4f}' for v in m['reference']['bits_per_dim'])}")
+    print("  checksums verified")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from pixelrt.export.bench import run_bench
+
+    batches = [int(b) for b in args.batches.split(",") if b.strip()]
+    run_bench(batches, json_path=args.json, naive_rows=args.naive_rows, rows=args.rows)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from pixelrt.demo import run_demo
+
+    return run_demo(Path(args.out), minutes=args.minutes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ParityError as e:
+        print(f"pixelrt {args.command}: {e}", file=sys.stderr)
+        return 1
+    except PixelrtError as e:
+        print(f"pixelrt {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"pixelrt {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

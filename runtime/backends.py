@@ -1,0 +1,24 @@
+"""Runtime names -> backends. Every command that runs a graph takes ``--runtime NAME``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pixelrt.errors import PixelrtError
+
+RUNTIMES = {
+    "ort": "ONNX Runtime, CPU execution provider",
+    "ort-cuda": "ONNX Runtime, CUDA execution provider (needs onnxruntime-gpu and a CUDA device)",
+}
+
+
+def open_backend(runtime: str, path: str | Path):
+    """An inactive backend for the graph at ``path``; use it as a context manager."""
+    if runtime == "ort":
+        from pixelrt.runtime.ort_backend import OrtBackend
+
+        return OrtBackend(path, device="cpu")
+    if runtime == "ort-cuda":
+        from pixelrt.runtime.ort_backend import OrtBackend
+
+        return OrtBackend(path, device="cuda")
+    raise PixelrtError(f"unknown runtime {runtime!r}; choose one of: {', '.join(RUNTIMES)}")
