@@ -74,7 +74,7 @@ def step_example(stepper: nn.Module, channels: int, width: int, batch: int = TRA
         torch.tensor(1), torch.tensor(1), torch.tensor(0),
         torch.full((batch,), -1, dtype=torch.long),
         torch.full((batch,), 0.5),
-        *(torch.zeros(batch, *c.shape(width)) for c in stepper.caches),
+        *(torch.zeros(batch, *c.shape(width, n)) for c, n in stepper.caches),
     )
 
 
@@ -82,6 +82,6 @@ def export_step(model: nn.Module, channels: int, width: int, path: Path) -> nn.M
     stepper = model.stepper().eval()
     args = step_example(stepper, channels, width)
     batch = torch.export.Dim("batch", min=1, max=65536)
-    dyn = ({0: batch}, None, None, None, {0: batch}, {0: batch}, tuple({0: batch} for _ in stepper.caches))
+    dyn = ({0: batch}, None, None, None, {0: batch}, {0: batch}, *({0: batch} for _ in stepper.caches))
     _export(stepper, args, path, stepper.input_names(), stepper.output_names(), dyn)
     return stepper

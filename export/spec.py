@@ -14,9 +14,9 @@ BATCH = "batch"
 def state_specs(stepper, width: int) -> list[StateSpec]:
     """One ring-row state per cache of a step module, paired with the output that updates it."""
     specs = []
-    for k, cache in enumerate(stepper.caches):
+    for k, (cache, layers) in enumerate(stepper.caches):
         specs.append(StateSpec(
-            name=f"cache_{k}", shape=(BATCH, *cache.shape(width)), dtype="float32", init="zeros",
+            name=f"cache_{k}", shape=(BATCH, *cache.shape(width, layers)), dtype="float32", init="zeros",
             update="ring-row", source=f"new_{k}", rows=cache.rows, pad=cache.pad,
         ))
     return specs
@@ -45,7 +45,7 @@ def step_io(stepper, channels: int, width: int) -> dict:
     outputs = [
         {"name": "value", "dtype": "int64", "shape": [BATCH]},
         {"name": "logp", "dtype": "float32", "shape": [BATCH], "unit": "nats"},
-    ] + [{"name": s.source, "dtype": "float32", "shape": [BATCH, s.shape[1]]} for s in states]
+    ] + [{"name": s.source, "dtype": "float32", "shape": [BATCH, s.shape[1], s.shape[-1]]} for s in states]
     return {"inputs": inputs, "outputs": outputs}
 
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pixelrt.models.heads import gather_logp, inverse_cdf_sample, log_softmax
-from pixelrt.models.layers import MaskedConv2d, RowCache
+from pixelrt.models.layers import ConvWindowStack, MaskedConv2d, RowCache
 
 
 @dataclass
@@ -105,17 +105,21 @@ class PixelCNNStep(nn.Module):
       row, col, channel      int64 scalars: the sub-pixel to produce
       force (B,) int64       the true value to teacher-force, or -1 to sample
       noise (B,) float32     uniform in [0, 1) for the inverse-CDF sampler
-      cache_0..cache_n       one RowCache per masked k x k conv (input conv, then each block)
+      cache_0                (B, 1, rows, W+2p, C): the input conv's rows
+      cache_1                (B, n, rows, W+2p, h): every residual block's kxk conv rows, stacked
     Outputs:
-      value (B,) int64, logp (B,) float32, new_0..new_n (B, C_k): each cache's input at
-      (row, col). The host writes them into the caches once the pixel's last channel is done.
+      value (B,) int64, logp (B,) float32, new_0 (B, 1, C), new_1 (B, n, h): each cache's
+      input at (row, col). The host writes them into the caches once the pixel's last
+      channel is done.
     """
 
     def __init__(self, model: PixelCNN):
         super().__init__()
         cfg = model.config
         self.channels, self.levels = cfg.channels, cfg.levels
-        self.input_conv = model.input_conv.stepper()
+        self.input_window = ConvWindowStack([model.input_conv])
+        self.input_centre = model.input_conv.stepper()
+        self.block_windows = ConvWindowStack([b.conv for b in model.blocks])
         self.reduce = nn.ModuleList(b.reduce.stepper() for b in model.blocks)
         self.conv = nn.ModuleList(b.conv.stepper() for b in model.blocks)
         self.expand = nn.ModuleList(b.expand.stepper() for b in model.blocks)
@@ -124,8 +128,9 @@ class PixelCNNStep(nn.Module):
         self.register_buffer("channel_ids", torch.arange(cfg.channels))
 
     @property
-    def caches(self) -> list[RowCache]:
-        return [self.input_conv.spec] + [c.spec for c in self.conv]
+    def caches(self) -> list[tuple[RowCache, int]]:
+        """(geometry, stacked layers) of each state tensor, in input order."""
+        return [(self.input_window.spec, 1), (self.block_windows.spec, self.block_windows.layers)]
 
     def input_names(self) -> list[str]:
         return ["pixel", "row", "col", "channel", "force", "noise"] + [f"cache_{k}" for k in range(len(self.caches))]
@@ -136,14 +141,15 @@ class PixelCNNStep(nn.Module):
     def normalize(self, pixel: torch.Tensor) -> torch.Tensor:
         return pixel.to(torch.float32) * (2.0 / (self.levels - 1)) - 1.0
 
-    def forward(self, pixel, row, col, channel, force, noise, *caches):
+    def forward(self, pixel, row, col, channel, force, noise, input_cache, block_cache):
         x = self.normalize(pixel)  # (B, C)
-        h = self.input_conv(x, caches[0], row, col)  # (B, 2h)
+        h = self.input_centre(x) + self.input_window(input_cache, row, col)[0]  # (B, 2h)
+        windows = self.block_windows(block_cache, row, col)  # (n, B, h): the cached taps of every block
         new = []
         for k, (reduce, conv, expand) in enumerate(zip(self.reduce, self.conv, self.expand)):
             a = F.relu(reduce(F.relu(h)))
             new.append(a)
-            h = h + expand(F.relu(conv(a, caches[k + 1], row, col)))
+            h = h + expand(F.relu(conv(a) + windows[k]))
         out = self.head_out(F.relu(self.head_hidden(F.relu(h))))  # (B, C*levels)
         logits = out.reshape(out.shape[0], self.channels, self.levels).index_select(1, channel.reshape(1))
         logp_all = log_softmax(logits.squeeze(1), dim=-1)  # (B, levels)
@@ -151,4 +157,4 @@ class PixelCNNStep(nn.Module):
         value = torch.where(force >= 0, force, sampled)
         logp = gather_logp(logp_all, value, dim=-1)
         full = torch.where(self.channel_ids == channel, value.unsqueeze(1), pixel)
-        return (value, logp, self.normalize(full), *new)
+        return value, logp, self.normalize(full).unsqueeze(1), torch.stack(new, dim=1)

@@ -58,10 +58,10 @@ class StateSpec:
     """One state tensor of the step loop: how to allocate it and how the host updates it."""
 
     name: str
-    shape: tuple  # ("batch", C, rows, W + 2*pad)
+    shape: tuple  # ("batch", L, rows, W + 2*pad, C): L stacked layers, channels last
     dtype: str
     init: str           # "zeros"
-    update: str         # "ring-row": write ``source`` at [:, :, (row+pad) % rows, col+pad]
+    update: str         # "ring-row": write ``source`` (B, L, C) at [:, :, (row+pad) % rows, col+pad, :]
     source: str         # step output that carries the new column
     rows: int
     pad: int
