@@ -40,22 +40,22 @@ def allowed_pairs(groups: int, height: int, width: int, strict: bool) -> np.ndar
 
 def dependency_map(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, out_groups: int,
                    in_groups: int) -> np.ndarray:
-    """Jacobian sparsity of ``fn`` (1, Cin, H, W) -> (1, Cout, H, W), pooled over channel groups."""
+    """Jacobian sparsity of ``fn`` (1, Cin, H, W) -> (1, Cout, H, W), pooled over channel groups.
+
+    One batched backward pass (``is_grads_batched``): row n of the batch
+    back-propagates output position n = (g, i, j), summed over group g's channels.
+    """
     x = x.detach().clone().requires_grad_(True)
     y = fn(x)
     _, cout, H, W = y.shape
     cin = x.shape[1]
-    out_of = torch.arange(cout) // (cout // out_groups)
-    in_of = torch.arange(cin) // (cin // in_groups)
-    deps = np.zeros((out_groups, H, W, in_groups, H, W), dtype=bool)
-    for g in range(out_groups):
-        for i in range(H):
-            for j in range(W):
-                (grad,) = torch.autograd.grad(y[0, out_of == g, i, j].sum(), x, retain_graph=True)
-                nz = grad[0].abs() > 0  # (Cin, H, W)
-                for gi in range(in_groups):
-                    deps[g, i, j, gi] = nz[in_of == gi].any(0).numpy()
-    return deps
+    grouped = y[0].reshape(out_groups, cout // out_groups, H, W).sum(1)  # (G, H, W)
+    n = grouped.numel()
+    basis = torch.eye(n, dtype=grouped.dtype).reshape(n, *grouped.shape)
+    (grads,) = torch.autograd.grad(grouped, x, grad_outputs=basis, is_grads_batched=True)  # (n, 1, Cin, H, W)
+    nz = grads[:, 0].abs() > 0
+    pooled = nz.reshape(n, in_groups, cin // in_groups, H, W).any(2)  # (n, G_in, H, W)
+    return pooled.reshape(out_groups, H, W, in_groups, H, W).numpy()
 
 
 def audit(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, groups: int, strict: bool) -> CausalityReport:

@@ -1,0 +1,53 @@
+"""Shared fixtures: tiny models and bundles, built once per session (export takes seconds)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pixelrt.runtime.bundle import ImageSpec
+
+try:
+    import onnxruntime as _ort
+
+    HAS_CUDA = "CUDAExecutionProvider" in _ort.get_available_providers()
+except ImportError:  # runtime extra missing
+    HAS_CUDA = False
+
+
+def pytest_collection_modifyitems(config, items):
+    skip = pytest.mark.skip(reason="needs a CUDA device and onnxruntime-gpu; none on this machine")
+    for item in items:
+        if "gpu" in item.keywords and not HAS_CUDA:
+            item.add_marker(skip)
+
+
+def tiny_pixelcnn(channels: int, levels: int, seed: int = 0):
+    from pixelrt.models import PixelCNN, PixelCNNConfig
+
+    torch.manual_seed(seed)
+    cfg = PixelCNNConfig(channels=channels, levels=levels, hidden=6 * channels, blocks=2, head_hidden=4 * channels)
+    return PixelCNN(cfg).eval()
+
+
+def _bundle(tmp_path_factory, channels, height, width, levels, name):
+    from pixelrt.export.bundle_writer import export_bundle
+
+    model = tiny_pixelcnn(channels, levels)
+    image = ImageSpec(channels, height, width, levels)
+    x = np.random.default_rng(1).integers(0, levels, (5, channels, height, width)).astype(np.uint8)
+    out = tmp_path_factory.mktemp(name) / "bundle"
+    result = export_bundle(model, image, x, out, log=lambda s: None)
+    return model, result.bundle
+
+
+@pytest.fixture(scope="session")
+def grey_bundle(tmp_path_factory):
+    """(model, bundle): 1x5x6 images, 7 levels, 2 residual blocks."""
+    return _bundle(tmp_path_factory, 1, 5, 6, 7, "grey")
+
+
+@pytest.fixture(scope="session")
+def rgb_bundle(tmp_path_factory):
+    """(model, bundle): 3x4x5 images, 5 levels, R->G->B channel groups."""
+    return _bundle(tmp_path_factory, 3, 4, 5, 5, "rgb")

@@ -1,0 +1,90 @@
+"""pixelrt bench: FLOP counts against hand counts and the step module's weights, and the
+record format of a run on a tiny model. Never asserts on timing (bench is measurement)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pixelrt.export.bench import BenchSpec, dense_flops_per_pixel, run_bench, step_flops_per_pixel
+from pixelrt.models import PixelCNN, PixelCNNConfig
+from pixelrt.runtime.bundle import ImageSpec
+
+TINY = PixelCNNConfig(channels=1, levels=3, hidden=4, blocks=1, input_kernel=3, block_kernel=3, head_hidden=2)
+
+
+def test_step_flops_hand_count():
+    # input conv: centre 1*4 + window 2 rows * 3 taps * 1 * 4 = 28 MACs
+    # block (h=2): reduce 4*2 + centre 2*2 + window 2*3*2*2 + expand 2*4 = 8 + 4 + 24 + 8 = 44
+    # head: 4*2 + 2*1*3 = 14                       -> 86 MACs, 172 FLOPs, one sub-step per pixel
+    assert step_flops_per_pixel(TINY) == 172
+    # dense: 3*3*1*4 + (4*2 + 3*3*2*2 + 2*4) + 14 = 36 + 52 + 14 = 102 MACs
+    assert dense_flops_per_pixel(TINY) == 204
+
+
+def _step_weight_macs(cfg: PixelCNNConfig) -> int:
+    """MACs of one step, read off the step module: every matmul weight element is used once per image."""
+    step = PixelCNN(cfg).stepper()
+    return sum(buf.numel() for name, buf in step.named_buffers() if name.endswith(("w_centre", "w_window")))
+
+
+@pytest.mark.parametrize("cfg", [
+    TINY,
+    PixelCNNConfig(channels=1, levels=256, hidden=64, blocks=8, head_hidden=64),
+    PixelCNNConfig(channels=3, levels=4, hidden=12, blocks=2, input_kernel=5, block_kernel=3, head_hidden=6),
+])
+def test_step_flops_match_step_module(cfg):
+    assert step_flops_per_pixel(cfg) == 2 * _step_weight_macs(cfg) * cfg.channels
+
+
+def test_step_flops_scale_with_sub_steps():
+    rgb = PixelCNNConfig(channels=3, levels=3, hidden=6, blocks=1, input_kernel=3, block_kernel=3, head_hidden=3)
+    C, w, h, m, L = 3, 6, 3, 3, 3
+    macs = (C * w + 2 * 3 * C * w) + (w * h + h * h + 2 * 3 * h * h + h * w) + (w * m + m * C * L)
+    assert step_flops_per_pixel(rgb) == 2 * macs * 3  # each of the 3 sub-pixel steps runs the whole net
+
+
+def test_run_bench_records(tmp_path):
+    spec = BenchSpec("tiny", dict(channels=1, levels=5, hidden=4, blocks=1, head_hidden=4), ImageSpec(1, 4, 4, 5))
+    out = tmp_path / "bench.json"
+    lines = []
+    returned = run_bench([1, 2], json_path=out, naive_rows=2, rows=3, spec=spec, log=lines.append)
+    records = json.loads(out.read_text())
+    assert records == json.loads(json.dumps(returned))
+    assert sorted((r["method"], r["runtime"], r["batch"]) for r in records) == sorted(
+        (m, rt, b) for m, rt in [("naive", "torch"), ("cached", "torch"), ("cached", "ort")] for b in (1, 2))
+    cfg = PixelCNNConfig(**spec.config)
+    required = {"model", "runtime", "method", "batch", "ms_per_image", "flops_per_pixel", "peak_fraction",
+                "dense_flops_per_pixel", "extrapolated_from_rows", "peak_gflops", "timestamp", "torch",
+                "onnxruntime", "cpu_count"}
+    for r in records:
+        assert required <= set(r), required - set(r)
+        assert r["model"] == "tiny"
+        assert r["ms_per_image"] > 0 and r["peak_fraction"] > 0 and r["peak_gflops"] > 0
+        assert r["dense_flops_per_pixel"] == dense_flops_per_pixel(cfg)
+        if r["method"] == "cached":
+            assert r["flops_per_pixel"] == step_flops_per_pixel(cfg)
+            assert r["extrapolated_from_rows"] == 3
+        else:
+            assert r["flops_per_pixel"] == dense_flops_per_pixel(cfg) * 4 * 4
+            assert r["extrapolated_from_rows"] == 2
+    report = "\n".join(lines)
+    assert "extrapolated" in report and "measured peak" in report
+    assert "faster than naive at batch 1" in report and "not measured (batch 64 not run)" in report
+    assert not list(tmp_path.glob(".bench.json.*"))  # no temporary file left behind
+
+
+def test_run_bench_full_height_is_not_extrapolated(tmp_path):
+    spec = BenchSpec("tiny", dict(channels=3, levels=4, hidden=6, blocks=1, head_hidden=3), ImageSpec(3, 2, 3, 4))
+    records = run_bench([1], naive_rows=5, spec=spec, log=lambda s: None)
+    assert len(records) == 3
+    assert all(r["extrapolated_from_rows"] is None for r in records)
+    assert all(r["flops_per_pixel"] == step_flops_per_pixel(PixelCNNConfig(**spec.config))
+               for r in records if r["method"] == "cached")
+
+
+def test_run_bench_rejects_unknown_model():
+    from pixelrt.errors import PixelrtError
+
+    with pytest.raises(PixelrtError, match="unknown bench model"):
+        run_bench([1], model="nope", log=lambda s: None)
