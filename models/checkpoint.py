@@ -14,7 +14,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from pixelrt.atomic import atomic_directory
-from pixelrt.errors import CheckpointError
+from pixelrt.errors import CheckpointError, PixelrtError
 from pixelrt.models.registry import get_model
 from pixelrt.runtime.bundle import sha256_file
 
@@ -61,7 +61,7 @@ def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict]:
         model = entry.build(entry.make_config(**doc["config"]))
         weights = path / doc["weights"]["file"]
         expected = doc["weights"]["sha256"]
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, PixelrtError) as e:
         raise CheckpointError(f"{path / CONFIG} has a missing or malformed entry ({e}); re-run `pixelrt train`") from None
     if not weights.is_file():
         raise CheckpointError(f"{weights} is missing; the checkpoint is incomplete, re-run `pixelrt train`")
@@ -69,7 +69,12 @@ def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict]:
         raise CheckpointError(f"{weights}: sha256 does not match {CONFIG}; the file was changed or truncated")
     try:
         state = load_file(str(weights))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{weights} is not a readable safetensors file ({e}); re-run `pixelrt train`") from None
+    try:
         model.load_state_dict(state, strict=True)
-    except (SafetensorError, RuntimeError, OSError) as e:
-        raise CheckpointError(f"{weights} does not fit the model in {CONFIG} ({str(e)[:300]})") from None
+    except RuntimeError as e:
+        detail = " ".join(str(e).split())[:300]
+        raise CheckpointError(f"{weights} does not fit the model in {CONFIG} ({detail}); use the {CONFIG} "
+                              "saved with these weights or re-run `pixelrt train`") from None
     return model.eval(), doc

@@ -171,16 +171,30 @@ def load_bundle(path: str | os.PathLike, verify: bool = True) -> Bundle:
     """Read and verify a bundle directory; raises BundleError naming the problem and the fix."""
     root = Path(path)
     manifest = _read_manifest(root)
+    where = root / MANIFEST
+
+    def section(key: str, kind: type = dict):
+        value = manifest.get(key)
+        if not isinstance(value, kind):
+            raise BundleError(f"{where} is missing or has a malformed entry {key!r} (expected a {kind.__name__}); {REEXPORT}")
+        return value
+
+    files = section("files")
+    for name, meta in files.items():
+        if not isinstance(meta, dict):
+            raise BundleError(f"{where} is missing or has a malformed entry files[{name!r}] (expected a record "
+                              f"with its sha256); {REEXPORT}")
     try:
-        img = manifest["image"]
+        img = section("image")
         image = ImageSpec(int(img["channels"]), int(img["height"]), int(img["width"]), int(img["levels"]))
-        graphs = {k: GraphSpec(g["file"], g["inputs"], g["outputs"]) for k, g in manifest["graphs"].items()}
+        graphs = {k: GraphSpec(g["file"], g["inputs"], g["outputs"]) for k, g in section("graphs").items()}
         state = [StateSpec.from_json(s) for s in manifest.get("state", [])]
-        for g in graphs.values():
-            if g.file not in manifest["files"]:
-                raise KeyError(f"files[{g.file!r}]")
-    except (KeyError, TypeError, ValueError) as e:
-        raise BundleError(f"{root / MANIFEST} is missing or has a malformed entry {e}; {REEXPORT}") from None
+        for needed in [g.file for g in graphs.values()] + [section("reference")["file"]]:
+            if needed not in files:
+                raise KeyError(f"files[{needed!r}]")
+        str(section("head")["kind"])
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise BundleError(f"{where} is missing or has a malformed entry {e}; {REEXPORT}") from None
     if verify:
         _verify_files(root, manifest)
     return Bundle(root, manifest, image, graphs, state)

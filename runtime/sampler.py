@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pixelrt.data import check_images
 from pixelrt.errors import PixelrtError
 from pixelrt.runtime.bundle import ImageSpec, StateSpec
 
@@ -54,8 +55,10 @@ def step_loop(runner, image: ImageSpec, state: list[StateSpec], noise: np.ndarra
     """
     n = len(noise)
     noise = check_noise(noise, n, image)
-    if force is not None and force.shape != noise.shape:
-        raise PixelrtError(f"forced images have shape {force.shape}, expected {noise.shape}")
+    if force is not None:
+        if force.shape != noise.shape:
+            raise PixelrtError(f"forced images have shape {force.shape}, expected {noise.shape}")
+        force = check_images(force, image.levels, "forced images")
     images = np.zeros((n, *image.shape), dtype=np.uint8)
     logp = np.zeros((n, *image.shape), dtype=np.float32)
     C, H, W = image.shape

@@ -139,9 +139,6 @@ def test_config_invalid_values(ckpt):
         load_checkpoint(ckpt)
 
 
-@pytest.mark.xfail(strict=True, raises=PixelrtError,
-                   reason="models/checkpoint.py load_checkpoint: get_model/make_config raise a bare PixelrtError "
-                          "that does not name the checkpoint file (not caught with KeyError/TypeError/ValueError)")
 @pytest.mark.parametrize("edit", ["family", "config_key"])
 def test_config_unknown_family_or_field(ckpt, edit):
     doc = _doc(ckpt)
@@ -190,9 +187,6 @@ def test_weights_from_a_different_config(ckpt):
         load_checkpoint(ckpt)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="models/checkpoint.py load_checkpoint: the message embeds torch's multi-line "
-                          "load_state_dict error (newlines, tabs), so the CLI prints several lines, and names no fix")
 def test_mismatch_message_is_one_line_with_a_fix(ckpt):
     doc = _doc(ckpt)
     doc["config"]["hidden"] = 12
@@ -220,7 +214,7 @@ def test_garbage_weights_with_matching_sha(ckpt):
     doc = _doc(ckpt)
     doc["weights"]["sha256"] = sha256_file(ckpt / WEIGHTS)
     _write_doc(ckpt, doc)
-    with pytest.raises(CheckpointError, match=r"weights\.safetensors does not fit the model"):
+    with pytest.raises(CheckpointError, match=r"weights\.safetensors is not a readable safetensors file"):
         load_checkpoint(ckpt)
 
 
@@ -251,6 +245,6 @@ def test_pickle_bomb_never_runs(ckpt, tmp_path, zipfile):
     assert marker.exists()
     marker.unlink()
 
-    with pytest.raises(CheckpointError, match=r"weights\.safetensors does not fit the model in checkpoint\.json"):
+    with pytest.raises(CheckpointError, match=r"weights\.safetensors is not a readable safetensors file"):
         load_checkpoint(ckpt)
     assert not marker.exists(), "load_checkpoint executed code from the weights file"
