@@ -14,6 +14,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from pixelrt.atomic import atomic_directory
+from pixelrt.documents import read_json_document
 from pixelrt.errors import CheckpointError, PixelrtError
 from pixelrt.models.registry import get_model
 from pixelrt.runtime.bundle import sha256_file
@@ -43,13 +44,7 @@ def read_checkpoint_meta(path: str | Path) -> dict:
             f"{path} is not a pixelrt checkpoint (expected a folder with {CONFIG} and {WEIGHTS}); "
             "create one with `pixelrt train -o CKPT/`"
         )
-    try:
-        doc = json.loads(cfg.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{cfg} is corrupt (not valid JSON: {e}); re-run `pixelrt train`") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise CheckpointError(f"{cfg} is not a pixelrt checkpoint config (format is not {FORMAT!r})")
-    return doc
+    return read_json_document(cfg, FORMAT, "checkpoint config", CheckpointError, "re-run `pixelrt train`")
 
 
 def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict]:

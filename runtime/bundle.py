@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pixelrt.documents import read_json_document
 from pixelrt.errors import BundleError
 
 FORMAT = "pixelrt-bundle"
@@ -138,12 +139,7 @@ def _read_manifest(root: Path) -> dict:
     path = root / MANIFEST
     if not path.exists():
         raise BundleError(f"{root} has no {MANIFEST}, so it is not a pixelrt bundle; {REEXPORT}")
-    try:
-        manifest = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise BundleError(f"{path} is corrupt (not valid JSON: {e}); {REEXPORT}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise BundleError(f"{path} is not a pixelrt bundle manifest (format is not {FORMAT!r}); {REEXPORT}")
+    manifest = read_json_document(path, FORMAT, "bundle manifest", BundleError, REEXPORT)
     if manifest.get("format_version") != FORMAT_VERSION:
         raise BundleError(
             f"{path} has format version {manifest.get('format_version')!r}; this pixelrt reads version "
