@@ -18,7 +18,8 @@ import torch
 
 import pixelrt
 from pixelrt.atomic import atomic_directory
-from pixelrt.export.onnx_export import OPSET, export_full, export_step
+from pixelrt.errors import PixelrtError
+from pixelrt.export.onnx_export import OPSET, TRACE_BATCH, export_full, export_step
 from pixelrt.export.spec import full_io, state_specs, step_io, step_schedule
 from pixelrt.export.validate import ExportCheck, validate_bundle
 from pixelrt.runtime.bundle import Bundle, ImageSpec, load_bundle, write_manifest
@@ -42,6 +43,8 @@ def export_bundle(model: torch.nn.Module, image: ImageSpec, reference_x: np.ndar
     """
     model = model.eval()
     C, H, W = image.shape
+    if len(reference_x) == 0:
+        raise PixelrtError("the reference batch is empty; export needs at least one real image to validate with")
     with atomic_directory(out, overwrite=overwrite) as tmp:
         log(f"exporting full.onnx (teacher-forced log-likelihood, {C}x{H}x{W}, {image.levels} levels)")
         export_full(model, image.shape, tmp / "full.onnx")
@@ -52,8 +55,9 @@ def export_bundle(model: torch.nn.Module, image: ImageSpec, reference_x: np.ndar
         np.savez(tmp / REFERENCE, x=reference_x, loglik=ll)
         manifest = _manifest(model, image, stepper, ll, source or {})
         write_manifest(tmp, manifest)
-        log(f"validating with ONNX Runtime at batch {len(reference_x)} (traced at batch 2)")
-        check = validate_bundle(load_bundle(tmp), model, reference_x)
+        check_x = reference_x if len(reference_x) != TRACE_BATCH else np.concatenate([reference_x, reference_x[:1]])
+        log(f"validating with ONNX Runtime at batch {len(check_x)} (traced at batch {TRACE_BATCH})")
+        check = validate_bundle(load_bundle(tmp), model, check_x)
         manifest["validation"] = check.as_dict()
         write_manifest(tmp, manifest)
     return ExportResult(load_bundle(out), check)

@@ -73,9 +73,9 @@ def run_parity(model: torch.nn.Module, bundle: Bundle, x: np.ndarray, samples: i
     report.rows.append(count_row("causality: outputs reading a later sub-pixel", audit.violations, 0, "pairs",
                                  note=f"{audit.checked} outputs audited"))
     report.summary = {
-        "bits/dim (held-out, PyTorch)": f"{img.bits_per_dim(t_ll).mean():.6f}",
-        "bits/dim (held-out, ORT full)": f"{o.mean_bits_per_dim:.6f}",
-        "bits/dim (samples, ORT step)": f"{img.bits_per_dim(o_s.loglik).mean():.6f}",
+        f"bits/dim of the {len(x)} compared held-out images, PyTorch": f"{img.bits_per_dim(t_ll).mean():.6f}",
+        f"bits/dim of the {len(x)} compared held-out images, ORT full": f"{o.mean_bits_per_dim:.6f}",
+        f"bits/dim of the {samples} samples, ORT step": f"{img.bits_per_dim(o_s.loglik).mean():.6f}",
         "receptive field coverage of the causal past": f"{audit.coverage:.3f}",
     }
     report.artifacts["samples"] = o_s.images

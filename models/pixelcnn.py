@@ -23,13 +23,20 @@ from pixelrt.models.layers import ConvWindowStack, MaskedConv2d, RowCache
 
 @dataclass
 class PixelCNNConfig:
-    channels: int = 1       # image channels C: 1 grey, 3 RGB
-    levels: int = 256       # values per sub-pixel; the head has this many logits
-    hidden: int = 128       # backbone width 2h; divisible by 2*channels
-    blocks: int = 4         # residual blocks
-    input_kernel: int = 7   # Mask-A input conv size (odd)
-    block_kernel: int = 3   # Mask-B conv size inside each block (odd)
-    head_hidden: int = 64   # width of the first 1x1 Mask-B output conv; divisible by channels
+    channels: int = 1              # image channels C: 1 grey, 3 RGB
+    levels: int = 256              # values per sub-pixel; the head has this many logits
+    hidden: int | None = None      # backbone width 2h, divisible by 2*channels (default: 128 rounded to fit)
+    blocks: int = 4                # residual blocks
+    input_kernel: int = 7          # Mask-A input conv size (odd)
+    block_kernel: int = 3          # Mask-B conv size inside each block (odd)
+    head_hidden: int | None = None  # first 1x1 Mask-B output conv, divisible by channels (default: 64 rounded)
+
+    def __post_init__(self) -> None:
+        # Defaults adapt to the colour groups (RGB needs widths divisible by 3); explicit values are checked.
+        if self.hidden is None:
+            self.hidden = 128 // (2 * self.channels) * (2 * self.channels)
+        if self.head_hidden is None:
+            self.head_hidden = 64 // self.channels * self.channels
 
     def validate(self) -> None:
         if not 2 <= self.levels <= 256:
@@ -38,6 +45,12 @@ class PixelCNNConfig:
             raise ValueError(f"hidden={self.hidden} must be divisible by 2*channels={2 * self.channels}")
         if self.head_hidden % self.channels:
             raise ValueError(f"head_hidden={self.head_hidden} must be divisible by channels={self.channels}")
+        for name in ("input_kernel", "block_kernel"):
+            k = getattr(self, name)
+            if k < 1 or k % 2 == 0:
+                raise ValueError(f"{name}={k} must be a positive odd number")
+        if self.blocks < 1:
+            raise ValueError(f"blocks={self.blocks} must be at least 1")
 
 
 class ResidualBlock(nn.Module):

@@ -97,3 +97,15 @@ def test_every_registered_model_is_causal_and_steps_like_it_runs(name):
     res = step_loop(runner, image, state_specs(runner.step, 4), make_noise(2, image, 0), force=x)
     with torch.no_grad():
         assert np.abs(res.logp - model.log_prob(torch.from_numpy(x)).numpy()).max() < 1e-4
+
+
+def test_default_widths_fit_the_colour_groups_and_explicit_ones_are_checked():
+    from pixelrt.models import PixelCNN, PixelCNNConfig
+
+    rgb = PixelCNNConfig(channels=3, levels=8)
+    assert rgb.hidden % 6 == 0 and rgb.head_hidden % 3 == 0 and rgb.hidden <= 128
+    PixelCNN(rgb)  # builds
+    with pytest.raises(ValueError, match="divisible by 2\\*channels=6"):
+        PixelCNN(PixelCNNConfig(channels=3, hidden=128))
+    with pytest.raises(ValueError, match="odd"):
+        PixelCNN(PixelCNNConfig(block_kernel=4))
