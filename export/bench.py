@@ -150,12 +150,13 @@ def time_cached(runner, image: ImageSpec, state, batch: int, rows: int, repeats:
 # -- the run -------------------------------------------------------------------------
 def run_bench(batches: list[int], json_path: str | os.PathLike | None = None, naive_rows: int = 1,
               rows: int | None = None, model: str = "ref28", spec: BenchSpec | None = None,
-              log=None) -> list[dict]:
+              log=None, threads: int | None = None) -> list[dict]:
     """Time naive (torch), cached (torch) and cached (ORT) sampling at each batch; print a table.
 
     ``spec`` overrides the named model (tests use a tiny one). Returns the records that
     ``json_path`` (if given) receives, written atomically. ``log`` gets progress lines and
     the table (default: print, flushed, since single measurements take tens of seconds).
+    ``threads`` pins PyTorch's and ONNX Runtime's intra-op threads (default: each library's own).
     """
     import onnxruntime as ort
 
@@ -172,6 +173,10 @@ def run_bench(batches: list[int], json_path: str | os.PathLike | None = None, na
         raise PixelrtError(f"batch sizes must be positive integers, got {batches}")
     if naive_rows < 1 or (rows is not None and rows < 1):
         raise PixelrtError("--naive-rows and --rows must be at least 1")
+    if threads is not None:
+        if threads < 1:
+            raise PixelrtError(f"--threads must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
     image, H = spec.image, spec.image.height
     net = spec.build()
     cfg = net.config
@@ -183,7 +188,8 @@ def run_bench(batches: list[int], json_path: str | os.PathLike | None = None, na
     common = {"model": spec.name, "peak_gflops": round(peak, 2),
               "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "torch": torch.__version__, "onnxruntime": ort.__version__, "numpy": np.__version__,
-              "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "machine": platform.machine()}
+              "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "ort_threads": threads or 0,
+              "machine": platform.machine()}
     records: list[dict] = []
 
     def record(runtime, method, batch, seconds, fpp, timed_rows):
@@ -199,7 +205,7 @@ def run_bench(batches: list[int], json_path: str | os.PathLike | None = None, na
         x_ref = np.random.default_rng(0).integers(0, image.levels, (4, *image.shape)).astype(np.uint8)
         bundle = export_bundle(net, image, x_ref, Path(tmp) / spec.name, log=lambda s: None).bundle
         torch_runner = TorchStepRunner(net)
-        with OrtBackend(bundle.graph_path("step")) as ort_runner:
+        with OrtBackend(bundle.graph_path("step"), threads=threads or 0) as ort_runner:
             for b in batches:
                 log(f"[batch {b}] naive torch, {naive_rows} of {H} rows ...")
                 sec = time_naive(net, image, b, naive_rows, seed=spec.seed)

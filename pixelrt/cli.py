@@ -126,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batches", default="1,64", help="comma-separated batch sizes (default: %(default)s)")
     p.add_argument("--naive-rows", type=int, default=1, help="rows timed for the naive sampler (extrapolated)")
     p.add_argument("--rows", type=int, default=None, help="rows timed for cached sampling (default: all)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="intra-op threads for PyTorch and ONNX Runtime (default: each library's own choice)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("demo", help="train on digits, export, sample, evaluate and check parity in one go",
@@ -320,7 +322,7 @@ def cmd_bench(args) -> int:
     from pixelrt.export.bench import run_bench
 
     batches = [int(b) for b in args.batches.split(",") if b.strip()]
-    run_bench(batches, json_path=args.json, naive_rows=args.naive_rows, rows=args.rows)
+    run_bench(batches, json_path=args.json, naive_rows=args.naive_rows, rows=args.rows, threads=args.threads)
     return 0
 
 
