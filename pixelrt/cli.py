@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from pixelrt.errors import ParityError, PixelrtError
 
 DESCRIPTION = """\
@@ -242,7 +244,6 @@ def cmd_sample(args) -> int:
     dt = time.perf_counter() - t0
     save_grid(res.images, bundle.image.levels, args.out)
     if args.npz:
-        np = __import__("numpy")
         np.savez(args.npz, images=res.images, logp=res.logp, seed=args.seed)
     bpd = bundle.image.bits_per_dim(res.loglik)
     print(f"sampled {args.num} images with {args.runtime} in {dt:.2f} s ({1e3 * dt / args.num:.1f} ms/image); "
@@ -311,8 +312,8 @@ def cmd_info(args) -> int:
         meta = m["files"][g.file]
         print(f"  {name:5s} {g.file:10s} {meta['bytes'] / 1024:8.1f} KiB  sha256 {meta['sha256'][:12]}  "
               f"inputs {', '.join(g.input_names())}")
-    print(f"  state: {len(b.state)} ring-row caches, "
-          f"{sum(int(__import__('numpy').prod(s.shape[1:])) for s in b.state) * 4 / 1024:.1f} KiB per image")
+    state_bytes = sum(int(np.prod(s.shape[1:])) * np.dtype(s.dtype).itemsize for s in b.state)
+    print(f"  state: {len(b.state)} ring-row caches, {state_bytes / 1024:.1f} KiB per image")
     print(f"  reference bits/dim: {', '.join(f'{v:.4f}' for v in m['reference']['bits_per_dim'])}")
     print("  checksums verified")
     return 0

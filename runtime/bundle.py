@@ -77,8 +77,12 @@ class StateSpec:
     @classmethod
     def from_json(cls, d: dict) -> "StateSpec":
         u = d["update"]
-        return cls(d["name"], tuple(d["shape"]), d["dtype"], d["init"], u["kind"], u["from_output"],
+        spec = cls(d["name"], tuple(d["shape"]), d["dtype"], d["init"], u["kind"], u["from_output"],
                    int(u["rows"]), int(u["pad"]))
+        if spec.update != "ring-row" or spec.init != "zeros" or len(spec.shape) != 5:
+            raise ValueError(f"state {spec.name!r}: this pixelrt drives zero-initialised ring-row states shaped "
+                             f"(batch, L, rows, W + 2*pad, C), not {spec.update!r} {list(spec.shape)}")
+        return spec
 
 
 @dataclass(frozen=True)

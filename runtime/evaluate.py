@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pixelrt.data import check_images
-from pixelrt.errors import DataError
+from pixelrt.errors import DataError, PixelrtError
 from pixelrt.runtime.bundle import Bundle
 
 
@@ -37,6 +37,8 @@ def evaluate(backend, bundle: Bundle, x: np.ndarray, batch_size: int = 256, sour
              progress: bool = False) -> EvalResult:
     """Run the full graph over ``x`` (uint8 N, C, H, W) in batches on an active backend."""
     x = check_bundle_images(bundle, x, source)
+    if batch_size < 1:
+        raise PixelrtError(f"batch size must be at least 1, got {batch_size}")
     lls, logps = [], []
     starts = range(0, len(x), batch_size)
     if progress:

@@ -36,6 +36,8 @@ def make_noise(n: int, image: ImageSpec, seed: int) -> np.ndarray:
 
 
 def check_noise(noise: np.ndarray, n: int, image: ImageSpec) -> np.ndarray:
+    if n < 1:
+        raise PixelrtError("nothing to sample: the noise array holds no images; ask for at least one")
     if noise.shape != (n, *image.shape):
         raise PixelrtError(f"noise has shape {noise.shape}, expected {(n, *image.shape)} (one uniform per sub-pixel)")
     if not np.all(np.isfinite(noise)):
@@ -55,6 +57,8 @@ def step_loop(runner, image: ImageSpec, state: list[StateSpec], noise: np.ndarra
     """
     n = len(noise)
     noise = check_noise(noise, n, image)
+    if batch_size < 1:
+        raise PixelrtError(f"batch size must be at least 1, got {batch_size}")
     if force is not None:
         if force.shape != noise.shape:
             raise PixelrtError(f"forced images have shape {force.shape}, expected {noise.shape}")

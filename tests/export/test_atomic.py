@@ -5,6 +5,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import pixelrt.export.bundle_writer as bundle_writer
@@ -176,3 +177,17 @@ def test_atomic_directory_failed_swap_restores_old(tmp_path, monkeypatch):
     assert target.is_dir(), f"old version lost; left behind: {_hidden(tmp_path, 't')}"
     assert (target / "old.txt").read_text() == "old"
     assert _hidden(tmp_path, "t") == []
+
+
+def test_reference_images_of_the_wrong_shape_or_range_write_nothing(tmp_path):
+    from pixelrt.errors import DataError
+    from pixelrt.runtime.bundle import ImageSpec
+    from tests.conftest import tiny_pixelcnn
+
+    model = tiny_pixelcnn(1, 4)
+    image = ImageSpec(1, 4, 4, 4)
+    with pytest.raises(DataError, match="1x5x5 but the model's checkpoint is for 1x4x4"):
+        export_bundle(model, image, np.zeros((3, 1, 5, 5), np.uint8), tmp_path / "a", log=lambda s: None)
+    with pytest.raises(DataError, match="levels"):
+        export_bundle(model, image, np.full((3, 1, 4, 4), 9, np.uint8), tmp_path / "b", log=lambda s: None)
+    assert list(tmp_path.iterdir()) == []

@@ -283,3 +283,13 @@ def test_cli_info_good_bundle(capsys, grey_bundle):
     code, out, err = _cli(capsys, ["info", grey_bundle[1].root])
     assert code == 0 and err == ""
     assert "image 1x5x6, 7 levels" in out and "checksums verified" in out
+
+
+def test_zero_batch_size_and_zero_images_are_refused(grey_bundle):
+    _, bundle = grey_bundle
+    with pytest.raises(PixelrtError, match="batch size must be at least 1"):
+        step_loop(MustNotRun(), bundle.image, bundle.state, make_noise(2, bundle.image, 0), batch_size=0)
+    with pytest.raises(PixelrtError, match="at least one"):
+        step_loop(MustNotRun(), bundle.image, bundle.state, make_noise(0, bundle.image, 0))
+    with pytest.raises(PixelrtError, match="batch size must be at least 1"):
+        evaluate(MustNotRun(), bundle, bundle.reference()["x"], batch_size=0)
