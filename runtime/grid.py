@@ -11,7 +11,7 @@ from pixelrt.errors import PixelrtError
 
 
 def make_grid(images: np.ndarray, levels: int, columns: int | None = None, scale: int | None = None,
-              pad: int = 1) -> np.ndarray:
+              pad: int = 2) -> np.ndarray:
     """(N, C, H, W) integer images -> (rows*H', cols*W', C') uint8 grid, rescaled to 0..255.
 
     Small images are upscaled by pixel repetition so that an 8x8 digit is visible.
@@ -25,7 +25,7 @@ def make_grid(images: np.ndarray, levels: int, columns: int | None = None, scale
     img = (images.astype(np.float32) * (255.0 / (levels - 1))).round().clip(0, 255).astype(np.uint8)
     img = img.repeat(scale, axis=2).repeat(scale, axis=3)
     hs, ws = h * scale, w * scale
-    grid = np.full((c, rows * (hs + pad) + pad, cols * (ws + pad) + pad), 128, dtype=np.uint8)
+    grid = np.full((c, rows * (hs + pad) + pad, cols * (ws + pad) + pad), 160, dtype=np.uint8)
     for k in range(n):
         r, q = divmod(k, cols)
         grid[:, pad + r * (hs + pad): pad + r * (hs + pad) + hs, pad + q * (ws + pad): pad + q * (ws + pad) + ws] = img[k]

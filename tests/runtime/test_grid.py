@@ -13,7 +13,7 @@ def test_grey_grid_layout_and_level_scaling():
     grid = make_grid(images, levels=17, columns=3, scale=1, pad=1)
     assert grid.shape == (2 * (2 + 1) + 1, 3 * (3 + 1) + 1)
     assert grid[1 + 3, 1 + 4] == 255  # image 4: row 1, column 1
-    assert grid[1, 1] == 0 and grid[0, 0] == 128  # an image pixel, then the grey padding
+    assert grid[1, 1] == 0 and grid[0, 0] == 160  # an image pixel, then the grey padding
 
 
 def test_rgb_grid_is_height_width_channels_and_small_images_are_upscaled():
