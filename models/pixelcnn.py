@@ -65,6 +65,22 @@ class ResidualBlock(nn.Module):
         a = F.relu(self.reduce(F.relu(x)))
         return x + self.expand(F.relu(self.conv(a)))
 
+    def stepper(self) -> "ResidualBlockStep":
+        return ResidualBlockStep(self)
+
+
+class ResidualBlockStep(nn.Module):
+    """The block at one position. Its kxk conv's cached taps arrive precomputed as ``window``
+    (see ConvWindowStack); it returns the new output and the conv input to cache."""
+
+    def __init__(self, block: ResidualBlock):
+        super().__init__()
+        self.reduce, self.conv, self.expand = block.reduce.stepper(), block.conv.stepper(), block.expand.stepper()
+
+    def forward(self, x: torch.Tensor, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a = F.relu(self.reduce(F.relu(x)))  # (B, h): this position's input to the kxk conv
+        return x + self.expand(F.relu(self.conv(a) + window)), a
+
 
 class PixelCNN(nn.Module):
     family = "pixelcnn"
@@ -133,9 +149,7 @@ class PixelCNNStep(nn.Module):
         self.input_window = ConvWindowStack([model.input_conv])
         self.input_centre = model.input_conv.stepper()
         self.block_windows = ConvWindowStack([b.conv for b in model.blocks])
-        self.reduce = nn.ModuleList(b.reduce.stepper() for b in model.blocks)
-        self.conv = nn.ModuleList(b.conv.stepper() for b in model.blocks)
-        self.expand = nn.ModuleList(b.expand.stepper() for b in model.blocks)
+        self.blocks = nn.ModuleList(b.stepper() for b in model.blocks)
         self.head_hidden = model.head_hidden.stepper()
         self.head_out = model.head_out.stepper()
         self.register_buffer("channel_ids", torch.arange(cfg.channels))
@@ -159,10 +173,9 @@ class PixelCNNStep(nn.Module):
         h = self.input_centre(x) + self.input_window(input_cache, row, col)[0]  # (B, 2h)
         windows = self.block_windows(block_cache, row, col)  # (n, B, h): the cached taps of every block
         new = []
-        for k, (reduce, conv, expand) in enumerate(zip(self.reduce, self.conv, self.expand)):
-            a = F.relu(reduce(F.relu(h)))
+        for block, window in zip(self.blocks, windows):
+            h, a = block(h, window)
             new.append(a)
-            h = h + expand(F.relu(conv(a) + windows[k]))
         out = self.head_out(F.relu(self.head_hidden(F.relu(h))))  # (B, C*levels)
         logits = out.reshape(out.shape[0], self.channels, self.levels).index_select(1, channel.reshape(1))
         logp_all = log_softmax(logits.squeeze(1), dim=-1)  # (B, levels)

@@ -30,10 +30,13 @@ typical flow:
 def _add_data_args(p: argparse.ArgumentParser, default: str | None = "digits") -> None:
     from pixelrt.data import SPEC_HELP
 
-    p.add_argument("--data", default=default, help=f"data set: {SPEC_HELP} (default: %(default)s)")
+    p.add_argument("--data", default=default,
+                   help=f"data set: {SPEC_HELP} (default: {default or 'the one recorded at training time'})")
     p.add_argument("--levels", type=int, default=None, help="levels per sub-pixel if the data does not say (2..256)")
-    p.add_argument("--test-fraction", type=float, default=0.2, help="held-out share of the data (default: %(default)s)")
-    p.add_argument("--split-seed", type=int, default=0, help="seed of the deterministic train/test split")
+    p.add_argument("--test-fraction", type=float, default=None,
+                   help="held-out share of the data (default: as recorded at training time, else 0.2)")
+    p.add_argument("--split-seed", type=int, default=None,
+                   help="seed of the deterministic train/test split (default: as recorded, else 0)")
 
 
 def _add_runtime_arg(p: argparse.ArgumentParser) -> None:
@@ -95,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="bits/dim of a data set under a bundle's full graph",
                        description="Exact log-likelihood through full.onnx; reports bits/dim on the held-out split.")
     p.add_argument("bundle")
-    _add_data_args(p)
+    _add_data_args(p, default=None)
     p.add_argument("--split", choices=["test", "train", "all"], default="test")
     p.add_argument("--batch-size", type=int, default=256)
     _add_runtime_arg(p)
@@ -141,12 +144,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # -- commands ------------------------------------------------------------------
-def _load_split(args, spec: str):
+def _split_data(args, recorded: dict | str | None = None):
+    """Load --data (or the recorded data set) and split it as it was split at training time.
+
+    ``recorded`` is the data record of a checkpoint or bundle; explicit flags win over it.
+    Returns (dataset, train, test, record) where record says what was used.
+    """
     from pixelrt.data import load_dataset, split
 
-    ds = load_dataset(spec, levels=args.levels)
-    train, test = split(ds, args.test_fraction, args.split_seed)
-    return ds, train, test
+    recorded = {"spec": recorded} if isinstance(recorded, str) else dict(recorded or {})
+
+    def pick(flag: str, key: str, default):
+        value = getattr(args, flag, None)
+        return value if value is not None else recorded.get(key) if recorded.get(key) is not None else default
+
+    spec = pick("data", "spec", None)
+    if not spec:
+        raise PixelrtError("no data set given and none recorded with the model; pass --data")
+    record = {"spec": spec, "levels": pick("levels", "levels", None),
+              "test_fraction": pick("test_fraction", "test_fraction", 0.2), "split_seed": pick("split_seed", "split_seed", 0)}
+    ds = load_dataset(spec, levels=record["levels"])
+    train, test = split(ds, record["test_fraction"], record["split_seed"])
+    return ds, train, test, record
 
 
 def _parse_overrides(pairs: list[str]) -> dict:
@@ -166,7 +185,7 @@ def cmd_train(args) -> int:
     from pixelrt.models import get_model
     from pixelrt.models.train import TrainConfig, train
 
-    ds, tr, te = _load_split(args, args.data)
+    ds, tr, te, record = _split_data(args)
     entry = get_model(args.model)
     C, H, W = ds.shape
     config = entry.make_config(**{"channels": C, "levels": ds.levels, **_parse_overrides(args.set)})
@@ -189,24 +208,11 @@ def cmd_train(args) -> int:
     print(f"training {args.model} ({params / 1e6:.2f} M parameters) on {ds.name}: {len(tr)} train / {len(te)} "
           f"held-out images of {C}x{H}x{W}, {ds.levels} levels")
     meta = {"image": {"channels": C, "height": H, "width": W, "levels": ds.levels},
-            "data": {"spec": args.data, "levels": args.levels, "test_fraction": args.test_fraction,
-                     "split_seed": args.split_seed, "train_images": len(tr), "test_images": len(te)}}
+            "data": {**record, "train_images": len(tr), "test_images": len(te)}}
     result = train(model, tr, te, cfg, out, meta, progress=not args.no_progress)
     print(f"best held-out {result.best_bits_per_dim:.4f} bits/dim at epoch {result.best_epoch} "
           f"({result.seconds:.0f} s); checkpoint: {out}")
     return 0
-
-
-def _reference_images(meta: dict, spec: str | None, n: int):
-    from pixelrt.data import load_dataset, split
-
-    data = meta.get("data", {})
-    spec = spec or data.get("spec")
-    if not spec:
-        raise PixelrtError("the checkpoint does not name its data set; pass --data for the reference batch")
-    ds = load_dataset(spec, levels=data.get("levels"))
-    _, test = split(ds, data.get("test_fraction", 0.2), data.get("split_seed", 0))
-    return test.x[:n], spec
 
 
 def cmd_export(args) -> int:
@@ -216,10 +222,10 @@ def cmd_export(args) -> int:
 
     model, meta = load_checkpoint(args.checkpoint)
     image = ImageSpec(**meta["image"])
-    x, spec = _reference_images(meta, args.data, args.reference)
+    _, _, test, record = _split_data(args, meta.get("data"))
     t0 = time.perf_counter()
-    result = export_bundle(model, image, x, args.out, overwrite=args.force,
-                           source={"checkpoint": str(args.checkpoint), "data": spec})
+    result = export_bundle(model, image, test.x[: args.reference], args.out, overwrite=args.force,
+                           source={"checkpoint": str(args.checkpoint), "data": record})
     c = result.check
     print(f"bundle written to {args.out} in {time.perf_counter() - t0:.1f} s: full.onnx, step.onnx, manifest.json")
     print(f"validated ORT vs PyTorch: full |d bits/dim| {c.full_max_dbpd:.1e}, |d log p| {c.full_max_dlogp:.1e}; "
@@ -257,14 +263,14 @@ def cmd_eval(args) -> int:
     from pixelrt.runtime.evaluate import evaluate
 
     bundle = load_bundle(args.bundle)
-    ds, tr, te = _load_split(args, args.data)
+    ds, tr, te, record = _split_data(args, bundle.manifest.get("source", {}).get("data"))
     x = {"test": te, "train": tr, "all": ds}[args.split].x
     with open_backend(args.runtime, bundle.graph_path("full")) as full:
-        res = evaluate(full, bundle, x, args.batch_size, source=f"{args.data} ({args.split} split)", progress=True)
+        res = evaluate(full, bundle, x, args.batch_size, source=f"{record['spec']} ({args.split} split)", progress=True)
         ref = bundle.reference()
         again = evaluate(full, bundle, ref["x"], source="bundle reference batch")
     drift = float(abs(again.loglik - ref["loglik"]).max())
-    print(f"{args.data} {args.split} split: {len(x)} images, {res.mean_bits_per_dim:.4f} bits/dim "
+    print(f"{record['spec']} {args.split} split: {len(x)} images, {res.mean_bits_per_dim:.4f} bits/dim "
           f"({args.runtime}); reference batch |d loglik| vs export time: {drift:.1e} nats")
     return 0
 
@@ -272,26 +278,20 @@ def cmd_eval(args) -> int:
 def cmd_parity(args) -> int:
     import tempfile
 
-    from pixelrt.data import load_dataset, split
     from pixelrt.export.bundle_writer import export_bundle
     from pixelrt.export.parity import run_parity
     from pixelrt.models.checkpoint import load_checkpoint
     from pixelrt.runtime.bundle import ImageSpec, load_bundle
 
     model, meta = load_checkpoint(args.checkpoint)
-    data = meta.get("data", {})
-    spec = args.data or data.get("spec")
-    if not spec:
-        raise PixelrtError("the checkpoint does not name its data set; pass --data")
-    ds = load_dataset(spec, levels=args.levels or data.get("levels"))
-    _, test = split(ds, args.test_fraction, args.split_seed)
+    _, _, test, record = _split_data(args, meta.get("data"))
     with tempfile.TemporaryDirectory(prefix="pixelrt-parity-") as tmp:
         if args.bundle:
             bundle = load_bundle(args.bundle)
         else:
             print("exporting a bundle to a temporary folder (pass --bundle to compare an existing one)")
             bundle = export_bundle(model, ImageSpec(**meta["image"]), test.x[:8], Path(tmp) / "bundle",
-                                   source={"checkpoint": str(args.checkpoint)}, log=lambda s: None).bundle
+                                   source={"checkpoint": str(args.checkpoint), "data": record}, log=lambda s: None).bundle
         report = run_parity(model, bundle, test.x[: args.num], samples=args.samples, teacher=args.teacher,
                             seed=args.seed, progress=not args.no_progress)
     print(report.table())

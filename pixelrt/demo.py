@@ -42,7 +42,7 @@ def run_demo(out: Path, minutes: float = 1.0) -> int:
 
     print("[2/5] exporting the bundle (full.onnx + step.onnx + manifest.json)")
     exported = export_bundle(model, image, te.x[:8], out / "bundle", overwrite=True,
-                             source={"checkpoint": str(out / "checkpoint"), "data": "digits"})
+                             source={"checkpoint": str(out / "checkpoint"), "data": meta["data"]})
     bundle = exported.bundle
 
     print("[3/5] sampling 16 images with the step graph in ONNX Runtime")

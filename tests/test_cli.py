@@ -22,6 +22,7 @@ def workdir(tmp_path_factory):
 def trained(workdir):
     ckpt = workdir / "ckpt"
     code = main(["train", "--data", str(workdir / "tiny.npz"), "-o", str(ckpt), "--epochs", "3",
+                 "--test-fraction", "0.25", "--split-seed", "3",
                  "--set", "hidden=8", "--set", "blocks=1", "--set", "head_hidden=4", "--no-progress"])
     assert code == 0
     return ckpt
@@ -69,11 +70,17 @@ def test_info_and_sample_write_what_they_say(exported, workdir, capsys):
 
 
 def test_eval_reports_the_training_bits_per_dim(exported, trained, workdir, capsys):
-    assert main(["eval", str(exported), "--data", str(workdir / "tiny.npz")]) == 0
+    """Without flags, eval uses the data set and held-out split recorded at training time."""
+    assert main(["eval", str(exported)]) == 0
     out = capsys.readouterr().out
     bpd = float(out.split(" bits/dim")[0].split()[-1])
     meta = json.loads((trained / "checkpoint.json").read_text())
+    assert meta["data"]["test_fraction"] == 0.25 and meta["data"]["test_images"] == 15
     assert bpd == pytest.approx(meta["training"]["test_bits_per_dim"], abs=1e-4)
+    # another split of the same data gives another number: the recorded split was really used
+    assert main(["eval", str(exported), "--data", str(workdir / "tiny.npz"), "--split-seed", "0"]) == 0
+    other = float(capsys.readouterr().out.split(" bits/dim")[0].split()[-1])
+    assert other != pytest.approx(bpd, abs=1e-4)
 
 
 def test_parity_passes_and_writes_json(trained, exported, workdir, capsys):
