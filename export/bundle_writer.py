@@ -18,8 +18,7 @@ import torch
 
 import pixelrt
 from pixelrt.atomic import atomic_directory
-from pixelrt.data import check_images
-from pixelrt.errors import DataError, PixelrtError
+from pixelrt.errors import PixelrtError
 from pixelrt.export.onnx_export import OPSET, TRACE_BATCH, export_full, export_step
 from pixelrt.export.spec import full_io, state_specs, step_io, step_schedule
 from pixelrt.export.validate import ExportCheck, validate_bundle
@@ -46,10 +45,8 @@ def export_bundle(model: torch.nn.Module, image: ImageSpec, reference_x: np.ndar
     C, H, W = image.shape
     if len(reference_x) == 0:
         raise PixelrtError("the reference batch is empty; export needs at least one real image to validate with")
-    if tuple(reference_x.shape[1:]) != image.shape:
-        raise DataError(f"reference images are {'x'.join(map(str, reference_x.shape[1:]))} but the model's checkpoint "
-                        f"is for {'x'.join(map(str, image.shape))}; pass --data with images of that shape")
-    reference_x = check_images(reference_x, image.levels, "reference images")
+    reference_x = image.check_images(reference_x, "reference images", "reference images are {got} but the model's "
+                                     "checkpoint is for {want}; pass --data with images of that shape")
     with atomic_directory(out, overwrite=overwrite) as tmp:
         log(f"exporting full.onnx (teacher-forced log-likelihood, {C}x{H}x{W}, {image.levels} levels)")
         export_full(model, image.shape, tmp / "full.onnx")

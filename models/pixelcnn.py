@@ -21,6 +21,11 @@ from pixelrt.models.heads import gather_logp, inverse_cdf_sample, log_softmax
 from pixelrt.models.layers import ConvWindowStack, MaskedConv2d, RowCache
 
 
+def normalize(x: torch.Tensor, levels: int) -> torch.Tensor:
+    """Integer levels -> floats in [-1, 1]; zero is also the conv padding value. Shared by both paths."""
+    return x.to(torch.float32) * (2.0 / (levels - 1)) - 1.0
+
+
 @dataclass
 class PixelCNNConfig:
     channels: int = 1              # image channels C: 1 grey, 3 RGB
@@ -97,8 +102,7 @@ class PixelCNN(nn.Module):
 
     # -- full path ---------------------------------------------------------------
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """Integer levels -> floats in [-1, 1]; zero is also the conv padding value."""
-        return x.to(torch.float32) * (2.0 / (self.config.levels - 1)) - 1.0
+        return normalize(x, self.config.levels)
 
     def logits_from_float(self, xf: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) normalised input -> (B, C, levels, H, W) logits."""
@@ -166,7 +170,7 @@ class PixelCNNStep(nn.Module):
         return ["value", "logp"] + [f"new_{k}" for k in range(len(self.caches))]
 
     def normalize(self, pixel: torch.Tensor) -> torch.Tensor:
-        return pixel.to(torch.float32) * (2.0 / (self.levels - 1)) - 1.0
+        return normalize(pixel, self.levels)
 
     def forward(self, pixel, row, col, channel, force, noise, input_cache, block_cache):
         x = self.normalize(pixel)  # (B, C)

@@ -37,6 +37,14 @@ class TrainResult:
     seconds: float = 0.0
 
 
+def checkpoint_meta(train_set: Dataset, test_set: Dataset, data_record: dict) -> dict:
+    """What a checkpoint records about its data: image geometry, and the data set and split
+    (``data_record``: spec, levels, test_fraction, split_seed) so eval can reproduce the held-out set."""
+    C, H, W = train_set.shape
+    return {"image": {"channels": C, "height": H, "width": W, "levels": train_set.levels},
+            "data": {**data_record, "train_images": len(train_set), "test_images": len(test_set)}}
+
+
 def bits_per_dim(model: torch.nn.Module, x: np.ndarray, batch_size: int = 256) -> float:
     """Mean bits per sub-pixel of ``x`` under ``model`` (full path, exact)."""
     model.eval()

@@ -183,7 +183,7 @@ def _parse_overrides(pairs: list[str]) -> dict:
 
 def cmd_train(args) -> int:
     from pixelrt.models import get_model
-    from pixelrt.models.train import TrainConfig, train
+    from pixelrt.models.train import TrainConfig, checkpoint_meta, train
 
     ds, tr, te, record = _split_data(args)
     entry = get_model(args.model)
@@ -207,9 +207,7 @@ def cmd_train(args) -> int:
     params = sum(p.numel() for p in model.parameters())
     print(f"training {args.model} ({params / 1e6:.2f} M parameters) on {ds.name}: {len(tr)} train / {len(te)} "
           f"held-out images of {C}x{H}x{W}, {ds.levels} levels")
-    meta = {"image": {"channels": C, "height": H, "width": W, "levels": ds.levels},
-            "data": {**record, "train_images": len(tr), "test_images": len(te)}}
-    result = train(model, tr, te, cfg, out, meta, progress=not args.no_progress)
+    result = train(model, tr, te, cfg, out, checkpoint_meta(tr, te, record), progress=not args.no_progress)
     print(f"best held-out {result.best_bits_per_dim:.4f} bits/dim at epoch {result.best_epoch} "
           f"({result.seconds:.0f} s); checkpoint: {out}")
     return 0

@@ -16,7 +16,7 @@ def run_demo(out: Path, minutes: float = 1.0) -> int:
     from pixelrt.export.parity import run_parity
     from pixelrt.models import PixelCNN, PixelCNNConfig
     from pixelrt.models.checkpoint import load_checkpoint
-    from pixelrt.models.train import TrainConfig, train
+    from pixelrt.models.train import TrainConfig, checkpoint_meta, train
     from pixelrt.runtime.bundle import ImageSpec
     from pixelrt.runtime.evaluate import evaluate
     from pixelrt.runtime.grid import save_grid
@@ -34,9 +34,7 @@ def run_demo(out: Path, minutes: float = 1.0) -> int:
     print(f"[1/5] training PixelCNN on digits ({len(tr)} train / {len(te)} held-out, {C}x{H}x{W}, "
           f"{ds.levels} levels), budget {minutes:g} min")
     model = PixelCNN(PixelCNNConfig(channels=C, levels=ds.levels))
-    meta = {"image": {"channels": C, "height": H, "width": W, "levels": ds.levels},
-            "data": {"spec": "digits", "levels": None, "test_fraction": 0.2, "split_seed": 0,
-                     "train_images": len(tr), "test_images": len(te)}}
+    meta = checkpoint_meta(tr, te, {"spec": "digits", "levels": None, "test_fraction": 0.2, "split_seed": 0})
     result = train(model, tr, te, TrainConfig(time_budget=minutes * 60), out / "checkpoint", meta)
     model, _ = load_checkpoint(out / "checkpoint")  # the best epoch, as saved
 

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from pixelrt.documents import read_json_document
-from pixelrt.errors import BundleError
+from pixelrt.data import check_images
+from pixelrt.errors import BundleError, DataError
 
 FORMAT = "pixelrt-bundle"
 FORMAT_VERSION = 1
@@ -48,6 +49,14 @@ class ImageSpec:
     @property
     def dims(self) -> int:
         return self.channels * self.height * self.width
+
+    def check_images(self, x: np.ndarray, source: str, mismatch: str) -> np.ndarray:
+        """Images of this spec as uint8, or DataError: ``mismatch`` words a shape mismatch
+        (with ``{got}`` and ``{want}`` as CxHxW); levels and rank use the data module's checks."""
+        x = np.asarray(x)
+        if x.ndim == 4 and tuple(x.shape[1:]) != self.shape:
+            raise DataError(mismatch.format(got="x".join(map(str, x.shape[1:])), want="x".join(map(str, self.shape))))
+        return check_images(x, self.levels, source)
 
     def bits_per_dim(self, loglik_nats: np.ndarray) -> np.ndarray:
         """Per-image bits per sub-pixel from per-image log-likelihood in nats."""

@@ -5,8 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pixelrt.data import check_images
-from pixelrt.errors import DataError, PixelrtError
+from pixelrt.errors import PixelrtError
 from pixelrt.runtime.bundle import Bundle
 
 
@@ -23,14 +22,9 @@ class EvalResult:
 
 def check_bundle_images(bundle: Bundle, x: np.ndarray, source: str) -> np.ndarray:
     """Validate images against the bundle's shape and levels before they reach a graph."""
-    x = np.asarray(x)
-    if x.ndim == 4 and tuple(x.shape[1:]) != bundle.image.shape:
-        c, h, w = bundle.image.shape
-        raise DataError(
-            f"{source}: images are {'x'.join(map(str, x.shape[1:]))} (C x H x W) but the bundle "
-            f"{bundle.root} was exported for {c}x{h}x{w}; evaluate data of that shape or export a model trained on it"
-        )
-    return check_images(x, bundle.image.levels, source)
+    return bundle.image.check_images(
+        x, source, f"{source}: images are {{got}} (C x H x W) but the bundle {bundle.root} was exported for {{want}}; "
+                   "evaluate data of that shape or export a model trained on it")
 
 
 def evaluate(backend, bundle: Bundle, x: np.ndarray, batch_size: int = 256, source: str = "images",
