@@ -52,7 +52,11 @@ class DiagBiLSTMStep(nn.Module):
         self.register_buffer("here", torch.ones(1, dtype=torch.long))
         self.caches = [(self.input_window.spec, 1), (RowCache(cfg.hidden, 1, 0), cfg.layers),
                        (RowCache(2 * cfg.state, 2, 1), cfg.layers)]
-        self.row_states = [("rev", (cfg.layers, "width", cfg.state))]
+        self.layers = cfg.layers
+
+    def row_states(self, width: int) -> list[tuple[str, str, tuple]]:
+        """(state name, row-graph output that replaces it, per-image shape) of each per-row state."""
+        return [("rev", "new_rev", (self.layers, width, self.state))]
 
     def input_names(self) -> list[str]:
         return ["pixel", "row", "col", "channel", "force", "noise", "cache_0", "cache_1", "cache_2", "rev"]
@@ -102,7 +106,7 @@ class DiagBiLSTMRow(nn.Module):
     def output_names(self) -> list[str]:
         return ["new_rev"]
 
-    def forward(self, row_pixels: torch.Tensor, row_inputs: torch.Tensor, rev: torch.Tensor) -> torch.Tensor:
+    def forward(self, row_pixels: torch.Tensor, row_inputs: torch.Tensor, rev: torch.Tensor) -> tuple[torch.Tensor]:
         s = self.state
         B, n, _, W, _ = row_inputs.shape
         x = row_inputs[:, :, 0].transpose(0, 1)  # (n, B, W, 2h)
@@ -117,4 +121,4 @@ class DiagBiLSTMRow(nn.Module):
         for j in range(W - 1, -1, -1):
             h, c = lstm_update(pre[:, :, j] + torch.bmm(h, w_right), c, dim=-1)
             cols.append(h)
-        return torch.stack(cols[::-1], dim=2).transpose(0, 1)  # (B, n, W, s)
+        return (torch.stack(cols[::-1], dim=2).transpose(0, 1),)  # new_rev (B, n, W, s)

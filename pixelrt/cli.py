@@ -136,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", type=int, default=None, help="rows timed for cached sampling (default: all)")
     p.add_argument("--threads", type=int, default=None,
                    help="intra-op threads for PyTorch and ONNX Runtime (default: each library's own choice)")
+    p.add_argument("--model", default="ref28", choices=["ref28", "rowlstm", "diagbilstm"],
+                   help="ref28 (PixelCNN, with FLOPs and peak) or a PixelRNN model at its default widths on a "
+                        "1x16x16, 256-level image (naive vs cached only) (default: %(default)s)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("demo", help="train on digits, export, sample, evaluate and check parity in one go",
@@ -353,6 +356,11 @@ def cmd_bench(args) -> int:
     from pixelrt.export.bench import run_bench
 
     batches = [int(b) for b in args.batches.split(",") if b.strip()]
+    if args.model != "ref28":  # the PixelRNN family: export/bench_pixelrnn.py
+        from pixelrt.export.bench_pixelrnn import run_rnn_bench
+
+        run_rnn_bench(args.model, batches, naive_rows=args.naive_rows, rows=args.rows, threads=args.threads)
+        return 0
     run_bench(batches, json_path=args.json, naive_rows=args.naive_rows, rows=args.rows, threads=args.threads)
     return 0
 

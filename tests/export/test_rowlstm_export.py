@@ -22,6 +22,7 @@ def rowlstm_bundle(tmp_path_factory):
     return model, export_bundle(model, image, x, out, log=lambda s: None).bundle
 
 
+@pytest.mark.slow  # a second export of the unrolled graph: a minute on a loaded 2-core machine
 def test_full_graph_is_exported_for_its_image_size_and_a_second_size_works(rowlstm_bundle, tmp_path):
     """The row recurrence is unrolled at the traced H (the bundle is for one size): the 5x6 bundle's graph
     declares 5x6, and the same weights exported at 7x4 agree with PyTorch at 7x4."""
@@ -38,6 +39,12 @@ def test_full_graph_is_exported_for_its_image_size_and_a_second_size_works(rowls
         dbpd = np.abs(image.bits_per_dim(out["loglik"]) - image.bits_per_dim(ref.reshape(3, -1).sum(1)))
         assert dbpd.max() <= BPD_BUDGET
         assert np.abs(out["logp"] - ref).max() <= LOGP_BUDGET
+
+
+def test_bundle_is_for_the_traced_image_size(rowlstm_bundle):
+    _, bundle = rowlstm_bundle
+    assert bundle.graphs["full"].inputs[0]["shape"][1:] == [1, 5, 6]
+    assert bundle.step_schedule.row_graph is None and {s.update for s in bundle.state} == {"ring-row"}
 
 
 def test_parity_table_passes_every_budget(rowlstm_bundle):
