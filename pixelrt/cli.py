@@ -231,7 +231,8 @@ def cmd_export(args) -> int:
     result = export_bundle(model, image, test.x[: args.reference], args.out, overwrite=args.force,
                            source={"checkpoint": str(args.checkpoint), "data": record})
     c = result.check
-    print(f"bundle written to {args.out} in {time.perf_counter() - t0:.1f} s: full.onnx, step.onnx, manifest.json")
+    graphs = ", ".join(g.file for g in result.bundle.graphs.values())  # full, step and any per-row graph
+    print(f"bundle written to {args.out} in {time.perf_counter() - t0:.1f} s: {graphs}, manifest.json")
     print(f"validated ORT vs PyTorch: full |d bits/dim| {c.full_max_dbpd:.1e}, |d log p| {c.full_max_dlogp:.1e}; "
           f"step |d log p| {c.step_max_dlogp:.1e} over {c.positions} sub-pixel positions")
     return 0

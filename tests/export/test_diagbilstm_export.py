@@ -57,3 +57,4 @@ def test_parity_table_passes_every_budget(diag_bundle):
     assert checks["sampled: summed step log p vs full loglik (ORT)"].max <= BPD_BUDGET
     assert checks["step vs full conditionals (ORT)"].max <= LOGP_BUDGET
     assert checks["samples under shared noise: ORT vs PyTorch step"].mean >= 0.9
+    assert checks["samples under shared noise: ORT step vs naive oracle"].mean >= 0.9
