@@ -108,3 +108,12 @@ def test_step_sampler_matches_naive_oracle_and_full_likelihood():
     with torch.no_grad():
         full_ll = model(torch.from_numpy(res.images)).double().numpy()
     assert np.abs(res.loglik - full_ll).max() < 1e-4 * image.dims
+
+
+@pytest.mark.parametrize("reverse_sees_row", [True, False])
+def test_fused_stream_loop_equals_two_separate_streams(reverse_sees_row):
+    torch.manual_seed(1)
+    layer = DiagBiLSTMLayer(12, 6, 3, 3 if reverse_sees_row else 0).eval()
+    x, image = torch.randn(2, 12, 4, 5), torch.randn(2, 3, 4, 5)
+    with torch.no_grad():
+        assert torch.allclose(layer(x, image), layer.forward_unfused(x, image), atol=1e-6, rtol=0)
