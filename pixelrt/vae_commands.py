@@ -55,7 +55,7 @@ def vae_eval(args, bundle, x: np.ndarray, source: str) -> int:
     print(f"  ELBO     {res.bits_per_dim(res.elbo):.4f} bits/dim  (KL {res.kl.mean():.2f} nats, "
           f"reconstruction {-res.recon.mean():.2f} nats, averaged over {ks[-1]} samples)")
     for kk in ks:
-        print(f"  IWAE-{kk:<4d}{res.bits_per_dim(res.iwae[kk]):.4f} bits/dim")
+        print(f"  IWAE-{kk:<5d} {res.bits_per_dim(res.iwae[kk]):.4f} bits/dim")
     print(f"reference batch |d ELBO|, |d IWAE| vs export time: {drift:.1e} nats")
     return 0
 
