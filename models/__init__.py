@@ -4,11 +4,14 @@ from pixelrt.models.diagbilstm import DiagBiLSTM, DiagBiLSTMConfig
 from pixelrt.models.registry import get_model, model_names, register_model
 from pixelrt.models.rowlstm import RowLSTM, RowLSTMConfig
 from pixelrt.models.vae import VAE, VAEConfig
+from pixelrt.models.multiscale import MultiScale, MultiScaleConfig
 
 register_model("pixelcnn", PixelCNNConfig, "PixelCNN: Mask-A/B convolutions, residual blocks, levels-way softmax")(PixelCNN)
 register_model("vae", VAEConfig, "VAE: conv encoder, Gaussian latent, discretized-logistic or categorical decoder",
                kind="vae")(VAE)
 register_model("rowlstm", RowLSTMConfig, "Row LSTM (PixelRNN): 1 x k masked input-to-state, previous-row state-to-state")(RowLSTM)
 register_model("diagbilstm", DiagBiLSTMConfig, "Diagonal BiLSTM (PixelRNN): skewed diagonal LSTM streams, reverse stream per finished row")(DiagBiLSTM)
+register_model("multiscale", MultiScaleConfig, "Multi-Scale PixelRNN: Row LSTM on the 2x-coarsened image, then a Row LSTM "
+               "on the full image with a deconvolved bias field on every gate")(MultiScale)
 
 __all__ = ["PixelCNN", "PixelCNNConfig", "VAE", "VAEConfig", "get_model", "model_names", "register_model"]

@@ -26,7 +26,7 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 REEXPORT = "re-run `pixelrt export CKPT -o BUNDLE/`"
 # Bundle kinds (manifest key ``kind``; absent means autoregressive) and the graphs each must have.
-KINDS = {"autoregressive": (), "vae": ("encoder", "decoder")}
+KINDS = {"autoregressive": (), "vae": ("encoder", "decoder"), "multiscale": ("cond",)}  # multiscale: runtime/multiscale.py
 
 
 def sha256_file(path: Path) -> str:
