@@ -1,0 +1,101 @@
+"""Multi-scale bundle: one export (module fixture), then ORT == PyTorch, step == full for both stages,
+summed sample log-probs == full log-likelihood, sha256 over the stages' files."""
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from pixelrt.errors import BundleError
+from pixelrt.export.multiscale_export import export_multiscale
+from pixelrt.models.multiscale import MultiScale, MultiScaleConfig, coarsen
+from pixelrt.runtime.bundle import ImageSpec, load_bundle
+from pixelrt.runtime.multiscale import bias_field, evaluate_multiscale, open_multiscale, sample_multiscale
+from pixelrt.runtime.ort_backend import OrtBackend
+
+BPD_BUDGET, LOGP_BUDGET = 1e-5, 1e-4
+LEVELS = 16
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    torch.manual_seed(0)
+    model = MultiScale(MultiScaleConfig(channels=1, levels=LEVELS, hidden=4, state=2, layers=2, input_kernel=3,
+                                        row_kernel=3, head_hidden=4, up_channels=4)).eval()
+    x = np.random.default_rng(0).integers(0, LEVELS, (3, 1, 8, 8)).astype(np.uint8)
+    out = tmp_path_factory.mktemp("ms") / "bundle"
+    bundle, check = export_multiscale(model, ImageSpec(1, 8, 8, LEVELS), x, out, log=lambda m: None)
+    return model, bundle, check, x
+
+
+def test_manifest_is_one_bundle_with_stages(exported):
+    _, bundle, check, _ = exported
+    assert bundle.kind == "multiscale"
+    files = set(bundle.manifest["files"])
+    for stage in ("stage1", "stage2"):
+        assert {f"{stage}/full.onnx", f"{stage}/step.onnx", f"{stage}/manifest.json"} <= files
+    assert "cond.onnx" in files
+    ms = open_multiscale(bundle)
+    assert ms.stage1.image.shape == (1, 4, 4) and ms.stage2.image.shape == (1, 8, 8)
+    assert ms.stage2.context == ("bias",) and ms.stage1.context == ()
+    assert check.full_max_dbpd <= BPD_BUDGET and check.stage2_max_dlogp <= LOGP_BUDGET
+
+
+def test_ort_eval_equals_pytorch(exported):
+    model, bundle, _, x = exported
+    x = np.concatenate([x, np.random.default_rng(1).integers(0, LEVELS, (2, 1, 8, 8)).astype(np.uint8)])
+    res = evaluate_multiscale(open_multiscale(bundle), x, batch_size=2)
+    with torch.no_grad():
+        p1, p2 = model.log_prob_parts(torch.from_numpy(x))
+    ll1, ll2 = p1.double().flatten(1).sum(1).numpy(), p2.double().flatten(1).sum(1).numpy()
+    assert np.abs(res.loglik1 - ll1).max() <= LOGP_BUDGET * 16
+    assert np.abs(res.bits_per_dim - bundle.image.bits_per_dim(ll1 + ll2)).max() <= BPD_BUDGET
+
+
+def test_teacher_forced_steps_equal_full_for_both_stages(exported):
+    model, bundle, _, x = exported
+    res = sample_multiscale(open_multiscale(bundle), len(x), seed=0, force=x)
+    xt = torch.from_numpy(x)
+    with torch.no_grad():
+        p1, p2 = model.log_prob_parts(xt)
+    assert np.array_equal(res.images, x) and np.array_equal(res.coarse, coarsen(xt).numpy())
+    assert np.abs(res.logp1 - p1.numpy()).max() <= LOGP_BUDGET
+    assert np.abs(res.logp2 - p2.numpy()).max() <= LOGP_BUDGET
+
+
+def test_sampled_logp_sums_to_the_full_loglik_of_the_pair(exported):
+    """Free sampling draws (c, x); the step log-probs must equal both stages' full graphs on that pair."""
+    _, bundle, _, _ = exported
+    ms = open_multiscale(bundle)
+    s = sample_multiscale(ms, 4, seed=3, batch_size=3)
+    again = sample_multiscale(ms, 4, seed=3, batch_size=4)
+    assert np.array_equal(s.images, again.images) and np.array_equal(s.coarse, again.coarse)
+    with OrtBackend(ms.top.graph_path("cond")) as cond:
+        bias = bias_field(cond, s.coarse)
+    with OrtBackend(ms.stage1.graph_path("full")) as f1:
+        full1 = f1.infer({"x": s.coarse})
+    with OrtBackend(ms.stage2.graph_path("full")) as f2:
+        full2 = f2.infer({"x": s.images, "bias": bias})
+    assert np.abs(s.logp1 - full1["logp"]).max() <= LOGP_BUDGET
+    assert np.abs(s.logp2 - full2["logp"]).max() <= LOGP_BUDGET
+    total = full1["loglik"].astype(np.float64) + full2["loglik"]
+    assert np.abs(bundle.image.bits_per_dim(s.loglik) - bundle.image.bits_per_dim(total)).max() <= BPD_BUDGET
+
+
+def test_tampered_stage_file_is_refused(exported, tmp_path):
+    _, bundle, _, _ = exported
+    copy = tmp_path / "b"
+    shutil.copytree(bundle.root, copy)
+    with open(copy / "stage2" / "step.onnx", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(BundleError, match="sha256 mismatch"):
+        load_bundle(copy)
+    (copy / "stage1" / "full.onnx").unlink()
+    with pytest.raises(BundleError, match="missing"):
+        load_bundle(copy)
+
+
+def test_stage_bundle_is_not_multiscale(exported):
+    _, bundle, _, _ = exported
+    with pytest.raises(BundleError, match="not a multi-scale"):
+        open_multiscale(bundle.root / "stage1")
