@@ -12,6 +12,6 @@ register_model("vae", VAEConfig, "VAE: conv encoder, Gaussian latent, discretize
 register_model("rowlstm", RowLSTMConfig, "Row LSTM (PixelRNN): 1 x k masked input-to-state, previous-row state-to-state")(RowLSTM)
 register_model("diagbilstm", DiagBiLSTMConfig, "Diagonal BiLSTM (PixelRNN): skewed diagonal LSTM streams, reverse stream per finished row")(DiagBiLSTM)
 register_model("multiscale", MultiScaleConfig, "Multi-Scale PixelRNN: Row LSTM on the 2x-coarsened image, then a Row LSTM "
-               "on the full image with a deconvolved bias field on every gate")(MultiScale)
+               "on the full image with a deconvolved bias field on every gate", kind="multiscale")(MultiScale)
 
 __all__ = ["PixelCNN", "PixelCNNConfig", "VAE", "VAEConfig", "get_model", "model_names", "register_model"]

@@ -186,3 +186,17 @@ class ConditionalRowLSTMStep(RowLSTMStep):
         value, logp, full = self.head(x, pixel, channel, force, noise)
         return (value, logp, normalize(full, self.levels).unsqueeze(1), torch.stack(new_inputs, 1),
                 torch.stack(new_states, 1))
+
+
+class GivenCoarse(nn.Module):
+    """Stage 2 with the coarse image held fixed, as a plain ``logits_from_float(xf)`` model (for the
+    causality audit and the receptive-field report: the bias field is a constant here)."""
+
+    def __init__(self, model: MultiScale, coarse: torch.Tensor):
+        super().__init__()
+        self.model = model
+        self.register_buffer("coarse", coarse)
+
+    def logits_from_float(self, xf: torch.Tensor) -> torch.Tensor:
+        bias = self.model.cond(self.coarse).expand(xf.shape[0], -1, -1, -1)
+        return conditional_logits(self.model.stage2, xf, bias)

@@ -19,6 +19,7 @@ class ModelEntry:
     build: Callable[[Any], nn.Module]
     description: str
     kind: str = "autoregressive"  # "autoregressive" (full + step graphs) or "vae" (encoder + decoder graphs)
+    # or "multiscale" (two autoregressive stages and a conditioning graph, models/multiscale.py)
 
     def make_config(self, **overrides) -> Any:
         """Config from keyword overrides; unknown keys are an error naming the known ones."""

@@ -257,6 +257,10 @@ def cmd_export(args) -> int:
     model, meta = load_checkpoint(args.checkpoint)
     image = ImageSpec(**meta["image"])
     _, _, test, record = _split_data(args, meta.get("data"))
+    if getattr(model, "bundle_kind", None) == "multiscale":
+        from pixelrt.multiscale_commands import ms_export
+
+        return ms_export(args, model, meta, test.x, record)
     if getattr(model, "bundle_kind", None) == "vae":
         from pixelrt.vae_commands import vae_export
 
@@ -281,6 +285,10 @@ def cmd_sample(args) -> int:
     if args.num < 1:
         raise PixelrtError(f"-n must be at least 1, got {args.num}")
     bundle = load_bundle(args.bundle)
+    if bundle.kind == "multiscale":
+        from pixelrt.multiscale_commands import ms_sample
+
+        return ms_sample(args, bundle)
     if bundle.kind == "vae":
         from pixelrt.vae_commands import vae_sample
 
@@ -309,6 +317,10 @@ def cmd_eval(args) -> int:
     bundle = load_bundle(args.bundle)
     ds, tr, te, record = _split_data(args, bundle.manifest.get("source", {}).get("data"))
     x = {"test": te, "train": tr, "all": ds}[args.split].x
+    if bundle.kind == "multiscale":
+        from pixelrt.multiscale_commands import ms_eval
+
+        return ms_eval(args, bundle, x, f"{record['spec']} ({args.split} split)")
     if bundle.kind == "vae":
         from pixelrt.vae_commands import vae_eval
 
@@ -346,6 +358,11 @@ def cmd_parity(args) -> int:
     from pixelrt.runtime.bundle import ImageSpec, load_bundle
 
     model, meta = load_checkpoint(args.checkpoint)
+    if getattr(model, "bundle_kind", None) == "multiscale":
+        from pixelrt.multiscale_commands import ms_parity
+
+        _, _, test, record = _split_data(args, meta.get("data"))
+        return ms_parity(args, model, meta, test.x, record)
     if args.receptive_field is not None:
         return _receptive_field(args, model, meta)
     _, _, test, record = _split_data(args, meta.get("data"))

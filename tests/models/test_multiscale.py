@@ -3,12 +3,12 @@ import numpy as np
 import pytest
 import torch
 
-from pixelrt.models import get_model
+from pixelrt.models import get_model, model_names
 from pixelrt.models.causality import audit, audit_model
-from pixelrt.models.multiscale import MultiScale, MultiScaleConfig, coarsen, conditional_logits
+from pixelrt.models.multiscale import GivenCoarse, MultiScale, MultiScaleConfig, coarsen, conditional_logits
 from pixelrt.models.reference import TorchStepRunner
 from pixelrt.runtime import multiscale as rt
-from pixelrt.runtime.bundle import ImageSpec
+from pixelrt.runtime.bundle import ImageSpec, StepSchedule
 from pixelrt.runtime.sampler import make_noise, step_loop
 from pixelrt.export.spec import state_specs
 
@@ -90,8 +90,6 @@ def test_stage2_step_equals_full_given_the_bias(channels):
         full = cond.log_prob(x, bias).numpy()
     runner = TorchStepRunner(cond)
     img = ImageSpec(channels, 8, 8, 16)
-    from pixelrt.runtime.bundle import StepSchedule
-
     res = step_loop(runner, img, state_specs(runner.step, 8), make_noise(2, img, 0), force=x.numpy(),
                     schedule=StepSchedule(channels, context=("bias",)), context={"bias": bias.numpy()})
     assert np.array_equal(res.images, x.numpy())
@@ -106,3 +104,22 @@ def test_registered_and_trains_one_step():
     loss.backward()
     assert all(p.grad is not None for p in m.parameters())
     assert m.describe()["config"]["hidden"] == 4
+
+
+@pytest.mark.parametrize("name", [n for n in model_names() if get_model(n).kind == "multiscale"])
+def test_every_registered_multiscale_model_is_causal_per_stage_and_steps_like_it_runs(name):
+    """Walks the registry's multi-scale entries (autoregressive ones: test_pixelcnn.py; VAEs: test_vae.py)."""
+    entry = get_model(name)
+    m = entry.build(entry.make_config(channels=1, levels=4)).eval()
+    coarse = torch.randint(0, 4, (1, 1, 3, 3), dtype=torch.uint8)
+    assert audit_model(m.stage1, (1, 3, 3)).violations == 0
+    assert audit_model(GivenCoarse(m, coarse), (1, 6, 6)).violations == 0
+    x = torch.randint(0, 4, (2, 1, 6, 6), dtype=torch.uint8)
+    with torch.no_grad():
+        bias = m.cond(coarsen(x))
+        full = m.conditional().log_prob(x, bias).numpy()
+    runner = TorchStepRunner(m.conditional())
+    img = ImageSpec(1, 6, 6, 4)
+    res = step_loop(runner, img, state_specs(runner.step, 6), make_noise(2, img, 0), force=x.numpy(),
+                    schedule=StepSchedule(1, context=("bias",)), context={"bias": bias.numpy()})
+    assert float(np.abs(res.logp - full).max()) <= LOGP_BUDGET

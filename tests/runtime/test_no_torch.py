@@ -162,6 +162,7 @@ LAZY_EXPORT_COMMANDS = {
     "pixelrt/cli.py": {"cmd_train", "cmd_export", "cmd_parity", "_receptive_field", "cmd_bench", "cmd_demo"},
     "pixelrt/demo.py": {"run_demo"},
     "pixelrt/vae_commands.py": {"vae_export", "vae_parity"},
+    "pixelrt/multiscale_commands.py": {"ms_export", "ms_parity", "_receptive_field"},
 }
 
 

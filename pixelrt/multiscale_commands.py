@@ -1,0 +1,134 @@
+"""The CLI's Multi-Scale PixelRNN paths (docs/pixelrnn.md, "Multi-Scale PixelRNN"): `sample` and `eval`
+on a multi-scale bundle (torch-free), `export` and `parity` of a multi-scale checkpoint.
+``pixelrt/cli.py`` dispatches here on the bundle's or checkpoint's kind.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pixelrt.errors import ParityError, PixelrtError
+
+BPD_BUDGET, LOGP_BUDGET = 1e-5, 1e-4
+
+
+def ms_export(args, model, meta, test_x: np.ndarray, record: dict) -> int:
+    from pixelrt.export.multiscale_export import export_multiscale
+    from pixelrt.runtime.bundle import ImageSpec
+
+    t0 = time.perf_counter()
+    bundle, c = export_multiscale(model, ImageSpec(**meta["image"]), test_x[: args.reference], args.out,
+                                  overwrite=args.force, source={"checkpoint": str(args.checkpoint), "data": record})
+    print(f"multi-scale bundle written to {args.out} in {time.perf_counter() - t0:.1f} s: "
+          f"{', '.join(sorted(bundle.manifest['files']))}")
+    print(f"validated ORT vs PyTorch: whole model |d bits/dim| {c.full_max_dbpd:.1e}; stage 2 |d log p| "
+          f"{c.stage2_max_dlogp:.1e}; bias field |d| {c.cond_max_dbias:.1e}")
+    return 0
+
+
+def ms_sample(args, bundle) -> int:
+    from pixelrt.runtime.grid import save_grid
+    from pixelrt.runtime.multiscale import open_multiscale, sample_multiscale
+
+    ms = open_multiscale(bundle)
+    t0 = time.perf_counter()
+    res = sample_multiscale(ms, args.num, args.seed, args.runtime, args.batch_size, progress=not args.no_progress)
+    dt = time.perf_counter() - t0
+    save_grid(res.images, bundle.image.levels, args.out)
+    if args.npz:
+        np.savez(args.npz, images=res.images, coarse=res.coarse, logp1=res.logp1, logp2=res.logp2, seed=args.seed)
+    bpd = bundle.image.bits_per_dim(res.loglik)
+    print(f"sampled {args.num} images (stage 1 {'x'.join(map(str, ms.stage1.image.shape))}, then stage 2) with "
+          f"{args.runtime} in {dt:.2f} s ({1e3 * dt / args.num:.1f} ms/image); bits/dim of (coarse, image) under "
+          f"the model: mean {bpd.mean():.4f}; grid: {args.out}")
+    return 0
+
+
+def ms_eval(args, bundle, x: np.ndarray, source: str) -> int:
+    from pixelrt.runtime.multiscale import evaluate_multiscale, open_multiscale
+
+    ms = open_multiscale(bundle)
+    res = evaluate_multiscale(ms, x, args.runtime, args.batch_size, source=source)
+    ref = bundle.reference()
+    again = evaluate_multiscale(ms, ref["x"], args.runtime, source="bundle reference batch")
+    drift = float(abs(again.loglik - ref["loglik"]).max())
+    d = bundle.image.dims * np.log(2.0)
+    print(f"{source}: {len(x)} images, {res.mean_bits_per_dim:.4f} bits/dim ({args.runtime}; bound "
+          f"log p1(c) + log p2(x|c): stage 1 {-res.loglik1.mean() / d:.4f} + stage 2 {-res.loglik2.mean() / d:.4f}); "
+          f"reference batch |d loglik| vs export time: {drift:.1e} nats")
+    return 0
+
+
+def ms_parity(args, model, meta, test_x: np.ndarray, record: dict) -> int:
+    """PyTorch vs ORT (full graphs), teacher-forced steps vs PyTorch, sampled log-probs vs full graphs."""
+    import tempfile
+
+    import torch
+
+    from pixelrt.export.multiscale_export import export_multiscale
+    from pixelrt.runtime.bundle import ImageSpec, load_bundle
+    from pixelrt.runtime.multiscale import bias_field, evaluate_multiscale, open_multiscale, sample_multiscale
+    from pixelrt.runtime.ort_backend import OrtBackend
+
+    if args.receptive_field is not None:
+        return _receptive_field(model, meta, args)
+    with tempfile.TemporaryDirectory(prefix="pixelrt-parity-") as tmp:
+        if args.bundle:
+            bundle = load_bundle(args.bundle)
+        else:
+            print("exporting a bundle to a temporary folder (pass --bundle to compare an existing one)")
+            bundle, _ = export_multiscale(model, ImageSpec(**meta["image"]), test_x[:8], Path(tmp) / "bundle",
+                                          log=lambda s: None)
+        ms = open_multiscale(bundle)
+        x = test_x[: args.num]
+        with torch.inference_mode():
+            ll_t = model(torch.from_numpy(x)).double().numpy()
+            xt = torch.from_numpy(x[: args.teacher])
+            p1, p2 = (p.numpy() for p in model.log_prob_parts(xt))
+        ev = evaluate_multiscale(ms, x, source="held-out images")
+        tf = sample_multiscale(ms, len(xt), args.seed, force=xt.numpy(), progress=not args.no_progress)
+        s = sample_multiscale(ms, args.samples, args.seed, progress=not args.no_progress)
+        with OrtBackend(ms.top.graph_path("cond")) as cond, OrtBackend(ms.stage1.graph_path("full")) as f1, \
+                OrtBackend(ms.stage2.graph_path("full")) as f2:
+            full = f1.infer({"x": s.coarse})["loglik"].astype(np.float64) + \
+                f2.infer({"x": s.images, "bias": bias_field(cond, s.coarse)})["loglik"]
+    rows = {
+        "full: ORT vs PyTorch |d bits/dim|": (float(np.abs(ev.bits_per_dim - ms.image.bits_per_dim(ll_t)).max()), BPD_BUDGET),
+        "stage 1 steps (forced) vs PyTorch |d log p|": (float(np.abs(tf.logp1 - p1).max()), LOGP_BUDGET),
+        "stage 2 steps (forced) vs PyTorch |d log p|": (float(np.abs(tf.logp2 - p2).max()), LOGP_BUDGET),
+        "samples: summed step log p vs full |d bits/dim|":
+            (float(np.abs(ms.image.bits_per_dim(s.loglik) - ms.image.bits_per_dim(full)).max()), BPD_BUDGET),
+    }
+    print(f"multi-scale parity ({len(x)} held-out, {len(xt)} forced, {args.samples} sampled images); "
+          f"held-out {ev.mean_bits_per_dim:.4f} bits/dim (ORT)")
+    for k, (v, b) in rows.items():
+        print(f"  {k:<50} {v:.2e}  (budget {b:.0e}) {'ok' if v <= b else 'MISS'}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({k: {"value": v, "budget": b} for k, (v, b) in rows.items()}, indent=2) + "\n")
+    misses = [k for k, (v, b) in rows.items() if not v <= b]
+    if misses:
+        raise ParityError(f"multi-scale parity missed its budget: {', '.join(misses)}")
+    return 0
+
+
+def _receptive_field(model, meta, args) -> int:
+    import torch
+
+    from pixelrt.export.receptive_field import format_fields, measure
+    from pixelrt.models.multiscale import GivenCoarse
+
+    img = meta["image"]
+    if args.receptive_field != "auto":
+        raise PixelrtError("--receptive-field for a multi-scale model uses the checkpoint's size (pass it bare)")
+    C, H, W = img["channels"], img["height"], img["width"]
+    coarse = torch.randint(0, img["levels"], (1, C, H // 2, W // 2), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(args.seed))
+    reports = [measure(model.stage1, "stage 1 (coarse image)", (C, H // 2, W // 2), seed=args.seed),
+               measure(GivenCoarse(model, coarse), "stage 2 (coarse image fixed)", (C, H, W), seed=args.seed)]
+    print(format_fields(reports))
+    if any(r.audit.violations for r in reports):
+        raise ParityError("causality violated in a stage of the multi-scale model")
+    return 0
