@@ -99,3 +99,28 @@ def test_stage_bundle_is_not_multiscale(exported):
     _, bundle, _, _ = exported
     with pytest.raises(BundleError, match="not a multi-scale"):
         open_multiscale(bundle.root / "stage1")
+
+
+def test_cli_sample_and_eval_of_a_multiscale_bundle_without_torch(exported, tmp_path):
+    """`pixelrt sample` and the reference-batch eval in an interpreter where torch cannot be imported."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.runtime.test_no_torch import BLOCKER, _env, _forbidden, _modules
+
+    _, bundle, _, _ = exported
+    script = BLOCKER + (
+        "import sys, json\n"
+        "from pixelrt.cli import main\n"
+        "from pixelrt.runtime.multiscale import evaluate_multiscale, open_multiscale\n"
+        "assert main(['sample', sys.argv[1], '-n', '2', '-o', 's.png', '--no-progress']) == 0\n"
+        "b = open_multiscale(sys.argv[1]); ref = b.top.reference()\n"
+        "print(json.dumps(evaluate_multiscale(b, ref['x']).loglik.tolist()))\n")
+    proc = subprocess.run([sys.executable, "-c", script, str(bundle.root)], capture_output=True, text=True,
+                          env=_env(tmp_path), cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert np.abs(np.array(got) - bundle.manifest["reference"]["loglik_nats"]).max() <= LOGP_BUDGET * 64
+    assert (tmp_path / "s.png").is_file()
+    assert _forbidden(_modules(tmp_path)["modules"]) == []
