@@ -197,6 +197,9 @@ class GivenCoarse(nn.Module):
         self.model = model
         self.register_buffer("coarse", coarse)
 
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return normalize(x, self.model.config.levels)
+
     def logits_from_float(self, xf: torch.Tensor) -> torch.Tensor:
         bias = self.model.cond(self.coarse).expand(xf.shape[0], -1, -1, -1)
         return conditional_logits(self.model.stage2, xf, bias)

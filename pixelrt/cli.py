@@ -156,10 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "blocks, random weights. Reports ms per image, FLOPs per pixel and the fraction "
                                    "of this CPU's matmul peak measured in the same run.")
     p.add_argument("--json", default=None, help="write one record per measurement to this file")
-    p.add_argument("--model", default="ref28", choices=["ref28", "vae28", "rowlstm", "diagbilstm"],
+    p.add_argument("--model", default="ref28", choices=["ref28", "vae28", "rowlstm", "diagbilstm", "multiscale"],
                    help="ref28: the PixelCNN sampling benchmark; vae28: VAE decoder images/s, ORT vs PyTorch "
                         "(1x28x28, 256 levels, latent 16, random weights); rowlstm / diagbilstm: naive vs cached "
-                        "sampling of a PixelRNN at its default widths on 1x16x16, 256 levels (default: %(default)s)")
+                        "sampling of a PixelRNN at its default widths on 1x16x16, 256 levels; multiscale: the same for "
+                        "a Multi-Scale PixelRNN bundle (stage 1 on 8x8) (default: %(default)s)")
     p.add_argument("--batches", default=None,
                    help="comma-separated batch sizes (default: 1,64 for ref28; 1,64,1024 for vae28)")
     p.add_argument("--naive-rows", type=int, default=1, help="rows timed for the naive sampler (extrapolated)")
@@ -445,6 +446,11 @@ def cmd_bench(args) -> int:
         run_vae_bench(batches, json_path=args.json, threads=args.threads)
         return 0
     batches = [int(b) for b in (args.batches or "1,64").split(",") if b.strip()]
+    if args.model == "multiscale":  # export/bench_multiscale.py
+        from pixelrt.export.bench_multiscale import run_ms_bench
+
+        run_ms_bench(batches, naive_rows=args.naive_rows, threads=args.threads)
+        return 0
     if args.model in ("rowlstm", "diagbilstm"):  # the PixelRNN family: export/bench_pixelrnn.py
         from pixelrt.export.bench_pixelrnn import run_rnn_bench
 

@@ -25,7 +25,8 @@ def ms_export(args, model, meta, test_x: np.ndarray, record: dict) -> int:
     print(f"multi-scale bundle written to {args.out} in {time.perf_counter() - t0:.1f} s: "
           f"{', '.join(sorted(bundle.manifest['files']))}")
     print(f"validated ORT vs PyTorch: whole model |d bits/dim| {c.full_max_dbpd:.1e}; stage 2 |d log p| "
-          f"{c.stage2_max_dlogp:.1e}; bias field |d| {c.cond_max_dbias:.1e}")
+          f"{c.stage2_max_dlogp:.1e}; bias field |d| {c.cond_max_dbias:.1e}; steps (forced) "
+          f"|d log p| {c.step_max_dlogp:.1e}")
     return 0
 
 

@@ -52,3 +52,14 @@ def test_parity_and_receptive_field(run, capsys):
     assert main(["parity", str(d / "ckpt"), *data, "--receptive-field"]) == 0
     out = capsys.readouterr().out
     assert "stage 2 (coarse image fixed)" in out
+
+
+def test_bench_reports_naive_and_cached_sampling():
+    from pixelrt.export.bench_multiscale import format_ms_report, run_ms_bench
+    from pixelrt.runtime.bundle import ImageSpec
+
+    recs = run_ms_bench([2], image=ImageSpec(1, 4, 4, 4), config=dict(channels=1, levels=4, hidden=4, state=2,
+                        layers=1, head_hidden=4, up_channels=4, input_kernel=3), log=lambda s: None)
+    assert [(r["method"], r["batch"]) for r in recs] == [("naive", 2), ("cached", 2)]
+    assert all(r["ms_per_image"] > 0 for r in recs)
+    assert "vs naive" in format_ms_report(recs)

@@ -39,6 +39,7 @@ def test_manifest_is_one_bundle_with_stages(exported):
     assert ms.stage1.image.shape == (1, 4, 4) and ms.stage2.image.shape == (1, 8, 8)
     assert ms.stage2.context == ("bias",) and ms.stage1.context == ()
     assert check.full_max_dbpd <= BPD_BUDGET and check.stage2_max_dlogp <= LOGP_BUDGET
+    assert check.step_max_dlogp <= LOGP_BUDGET and bundle.manifest["validation"] == check.as_dict()
 
 
 def test_ort_eval_equals_pytorch(exported):
