@@ -169,7 +169,8 @@ class ConditionalRowLSTMStep(RowLSTMStep):
     def forward(self, pixel, row, col, channel, force, noise, input_cache, row_inputs, row_states, bias):
         s = self.state
         B = bias.shape[0]
-        here = bias.index_select(2, row.reshape(1)).index_select(3, col.reshape(1)).reshape(B, self.n, 4 * s)
+        H, W = bias.shape[2], bias.shape[3]  # one strided gather of B x F values, not a row copy first
+        here = bias.reshape(B, -1, H * W).index_select(2, (row * W + col).reshape(1)).reshape(B, self.n, 4 * s)
         x = self.input_centre(normalize(pixel, self.levels)) + self.input_window(input_cache, row, col)[0]
         left = read_window(row_inputs, torch.zeros_like(row), col, self.offsets)
         is_left = stacked_matmul(left, self.w_is_window)

@@ -14,6 +14,7 @@ the coarse image, cond graph, stage 2's full graph on (x, bias).
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,28 +129,40 @@ def multiscale_noise(ms: MultiScaleBundle, n: int, seed: int) -> tuple[np.ndarra
     return out[0], out[1]
 
 
+@contextmanager
+def multiscale_backends(ms: MultiScaleBundle, runtime: str = "ort"):
+    """Active backends on the three sampling graphs, kept open across ``sample_multiscale`` calls:
+    yields {"step1": (step, row), "cond": cond, "step2": (step, row)}."""
+    from pixelrt.runtime.backends import open_backend, step_backends
+
+    with step_backends(runtime, ms.stage1) as s1, open_backend(runtime, ms.top.graph_path("cond")) as cond, \
+            step_backends(runtime, ms.stage2) as s2:
+        yield {"step1": s1, "cond": cond, "step2": s2}
+
+
 def sample_multiscale(ms: MultiScaleBundle, n: int, seed: int, runtime: str = "ort", batch_size: int = 64,
-                      progress: bool = False, force: np.ndarray | None = None) -> MultiScaleSample:
+                      progress: bool = False, force: np.ndarray | None = None,
+                      backends: dict | None = None) -> MultiScaleSample:
     """Stage 1 step loop -> cond graph -> stage 2 step loop with the bias field as context.
 
     force: (N, C, n, n) images to teacher-force instead of sampling (stage 1 is forced with their
     coarse version); the summed log-probs are then the images' log p1(c) + log p2(x | c).
+    backends: from ``multiscale_backends`` (default: opened for this call on ``runtime``).
     """
-    from pixelrt.runtime.backends import open_backend, step_backends
-    from pixelrt.runtime.sampler import bundle_loop
-
     if n < 1:
         raise PixelrtError(f"-n must be at least 1, got {n}")
     if force is not None:
         force = ms.top.image.check_images(force, "forced images", "forced images are {got}, the bundle's are {want}")
         n = len(force)
+    if backends is None:
+        with multiscale_backends(ms, runtime) as opened:
+            return sample_multiscale(ms, n, seed, runtime, batch_size, progress, force, opened)
+    from pixelrt.runtime.sampler import bundle_loop
+
     noise1, noise2 = multiscale_noise(ms, n, seed)
-    with step_backends(runtime, ms.stage1) as (step, row):
-        r1 = bundle_loop(step, row, ms.stage1, noise1, batch_size=batch_size, progress=progress,
-                         desc="stage 1", force=None if force is None else coarsen(force))
-    with open_backend(runtime, ms.top.graph_path("cond")) as cond:
-        bias = bias_field(cond, r1.images, batch_size)
-    with step_backends(runtime, ms.stage2) as (step, row):
-        r2 = bundle_loop(step, row, ms.stage2, noise2, batch_size=batch_size, progress=progress,
-                         desc="stage 2", force=force, context={ms.context_name: bias})
+    r1 = bundle_loop(*backends["step1"], ms.stage1, noise1, batch_size=batch_size, progress=progress,
+                     desc="stage 1", force=None if force is None else coarsen(force))
+    bias = bias_field(backends["cond"], r1.images, batch_size)
+    r2 = bundle_loop(*backends["step2"], ms.stage2, noise2, batch_size=batch_size, progress=progress,
+                     desc="stage 2", force=force, context={ms.context_name: bias})
     return MultiScaleSample(r2.images, r1.images, r1.logp, r2.logp)
