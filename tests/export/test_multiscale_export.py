@@ -125,3 +125,20 @@ def test_cli_sample_and_eval_of_a_multiscale_bundle_without_torch(exported, tmp_
     assert np.abs(np.array(got) - bundle.manifest["reference"]["loglik_nats"]).max() <= LOGP_BUDGET * 64
     assert (tmp_path / "s.png").is_file()
     assert _forbidden(_modules(tmp_path)["modules"]) == []
+
+
+def test_malformed_stages_block_is_a_bundle_error(exported, tmp_path):
+    import json
+
+    _, bundle, _, _ = exported
+    copy = tmp_path / "b"
+    shutil.copytree(bundle.root, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    del manifest["stages"]["stage2"]["context"]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="stages"):
+        open_multiscale(copy)
+    del manifest["graphs"]["cond"]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="cond"):
+        load_bundle(copy)
