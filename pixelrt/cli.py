@@ -138,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="intra-op threads for PyTorch and ONNX Runtime (default: each library's own choice)")
     p.set_defaults(func=cmd_bench)
 
+    from pixelrt.gpu_cli import add_commands as add_gpu_commands
+
+    add_gpu_commands(sub)  # doctor, build-engine
+
     p = sub.add_parser("demo", help="train on digits, export, sample, evaluate and check parity in one go",
                        description="About two minutes on 2 CPU cores; every output lands in one folder.")
     p.add_argument("-o", "--out", default="demo_out", help="output folder (default: %(default)s)")
