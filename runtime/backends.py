@@ -35,7 +35,12 @@ def open_backend(runtime: str, path: str | Path):
         from pixelrt.runtime.cuda_runtime import modules
 
         import_tensorrt(), modules()  # one clear error now, not at activate()
-        profile = os.environ.get("PIXELRT_TRT_PROFILE", "server")
+        from pixelrt.runtime.trt_profiles import get_profile
+
+        # scripts and parity runs pick the build profile and TF32 through the environment
+        profile = get_profile(os.environ.get("PIXELRT_TRT_PROFILE", "server"))
+        if os.environ.get("PIXELRT_TRT_TF32", "1") == "0":
+            profile = profile.with_options(tf32=False)
         return TrtStepBackend(path, profile) if Path(path).stem == "step" else TrtBackend(path, profile)
     raise PixelrtError(f"unknown runtime {runtime!r}; choose one of: {', '.join(RUNTIMES)}")
 

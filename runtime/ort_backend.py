@@ -89,14 +89,25 @@ class OrtBackend(Backend):
             values = {k: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v), "cuda", 0) for k, v in feeds.items()}
             for k, v in values.items():
                 binding.bind_ortvalue_input(k, v)
-            for name in self.output_names:
-                binding.bind_output(name, "cuda", 0)
+            if self.cuda_graph:  # a replayed graph writes to fixed addresses: pre-allocate the outputs
+                batch = next((v.shape[0] for k, v in feeds.items() if self.inputs[k][1] and self.inputs[k][1][0] is None), 1)
+                for o in self.session.get_outputs():
+                    shape = [d if isinstance(d, int) else batch for d in o.shape]
+                    out = ort.OrtValue.ortvalue_from_shape_and_type(shape, ONNX_TO_NUMPY[o.type], "cuda", 0)
+                    binding.bind_ortvalue_output(o.name, out)
+            else:
+                for name in self.output_names:
+                    binding.bind_output(name, "cuda", 0)
             self._bound = {"shapes": shapes, "binding": binding, "values": values}
         else:
             for k, v in feeds.items():
                 self._bound["values"][k].update_inplace(np.ascontiguousarray(v))
         binding = self._bound["binding"]
-        self.session.run_with_iobinding(binding)
+        try:
+            self.session.run_with_iobinding(binding)
+        except Exception as e:  # noqa: BLE001 - ORT raises its own types; most likely a graph it cannot capture
+            hint = " (CUDA graphs need every node on the CUDA provider: use --runtime ort-cuda)" if self.cuda_graph else ""
+            raise PixelrtError(f"{self.path.name}: ONNX Runtime ({self.device}) failed: {str(e)[:200]}{hint}") from None
         return dict(zip(self.output_names, binding.copy_outputs_to_cpu()))
 
     def _deactivate(self) -> None:

@@ -50,20 +50,19 @@ def current_device() -> DeviceInfo:
     return DeviceInfo(name, cc, str(trt.__version__))
 
 
-class _Logger:
-    """TensorRT logger that keeps the messages, so a failed parse/build can quote them."""
+def make_logger(trt):
+    """A TensorRT logger that keeps warnings and errors, so a failed parse/build can quote them."""
 
-    def __new__(cls, trt):
-        class L(trt.ILogger):
-            def __init__(self):
-                trt.ILogger.__init__(self)
-                self.messages = []
+    class Logger(trt.ILogger):
+        def __init__(self):
+            trt.ILogger.__init__(self)
+            self.messages = []
 
-            def log(self, severity, msg):
-                if severity <= trt.ILogger.Severity.WARNING:
-                    self.messages.append(str(msg))
+        def log(self, severity, msg):
+            if int(severity) <= int(trt.ILogger.Severity.WARNING):
+                self.messages.append(str(msg))
 
-        return L()
+    return Logger()
 
 
 def build_serialized(onnx_path: Path, options: dict, input_shapes: dict, log=print) -> bytes:
@@ -73,7 +72,7 @@ def build_serialized(onnx_path: Path, options: dict, input_shapes: dict, log=pri
     spans options["batch"] (min, opt, max) on that axis.
     """
     trt = import_tensorrt()
-    logger = _Logger(trt)
+    logger = make_logger(trt)
     builder = trt.Builder(logger)
     flags = 0
     creation = getattr(trt, "NetworkDefinitionCreationFlag", None)
@@ -130,7 +129,8 @@ class TrtEngine:
         device = current_device()
         cache = cache or EngineCache(device, log=log)
         data = cache.get_or_build(self.path, self.options, lambda p, o: build_serialized(p, o, {}, log))
-        self.runtime = trt.Runtime(_Logger(trt))
+        self.logger = make_logger(trt)  # TensorRT keeps a pointer to it: it must outlive the runtime
+        self.runtime = trt.Runtime(self.logger)
         if self.options.get("dla_core") is not None:
             self.runtime.DLA_core = int(self.options["dla_core"])
         self.engine = self.runtime.deserialize_cuda_engine(data)
