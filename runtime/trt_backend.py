@@ -145,6 +145,10 @@ class TrtEngine:
             meta = (np.dtype(trt.nptype(self.engine.get_tensor_dtype(name))),
                     tuple(None if d < 0 else int(d) for d in self.engine.get_tensor_shape(name)))
             is_input = self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+            if is_input and getattr(self.engine, "is_shape_inference_io", lambda n: False)(name):
+                raise PixelrtError(f"{self.path.name}: TensorRT made input {name!r} a host-side shape tensor; pixelrt "
+                                   "feeds device buffers (and replays CUDA graphs); run `pixelrt doctor BUNDLE "
+                                   "--target tensorrt` and export that value from shapes or constants")
             (self.inputs if is_input else self.outputs)[name] = meta
         self.batch_range = tuple(self.options["batch"])
 

@@ -74,3 +74,13 @@ def test_gpu_commands_without_a_gpu_name_what_is_missing(grey_bundle, capsys):
         assert len(err) == 1 and "pixelrt[gpu]" in err[0], (runtime, err)
     assert main(["build-engine", str(bundle.root), "--graphs", "decoder"]) == 2
     assert "no 'decoder' graph" in capsys.readouterr().err
+
+
+def test_parity_takes_the_runtime_and_fails_clearly_without_it(grey_bundle):
+    from pixelrt.export.parity import run_parity
+
+    model, bundle = grey_bundle
+    x = bundle.reference()["x"]
+    for runtime, needs in (("trt", "TensorRT"), ("ort-trt", "TensorrtExecutionProvider")):
+        with pytest.raises(PixelrtError, match=needs):
+            run_parity(model, bundle, x, samples=1, teacher=1, runtime=runtime, log=lambda s: None)
