@@ -62,9 +62,10 @@ def add_commands(sub) -> None:
     p.add_argument("bundle")
     p.add_argument("--profile", choices=list(PROFILES), default="server",
                    help="; ".join(f"{k}: {v.note}" for k, v in PROFILES.items()) + " (default: %(default)s)")
-    p.add_argument("--dla-core", type=int, default=-1, metavar="N",
+    p.add_argument("--dla-core", type=int, default=None, metavar="N",
                    help="DLA core for the full graph, with GPU fallback (jetson-agx-orin: 0 or 1; default: the "
-                        "profile's); -2 turns DLA off")
+                        "profile's)")
+    p.add_argument("--no-dla", action="store_true", help="build every graph for the GPU only")
     p.add_argument("--max-batch", type=int, default=None, help="largest batch the engines accept (default: the profile's)")
     p.add_argument("--workspace-mib", type=int, default=None, help="builder workspace pool (default: the profile's)")
     p.add_argument("--no-tf32", action="store_true", help="disable TF32 in FP32 layers (parity runs)")
@@ -76,9 +77,10 @@ def add_commands(sub) -> None:
 def _profile(args):
     from pixelrt.runtime.trt_profiles import get_profile
 
-    dla = getattr(args, "dla_core", -1)
+    dla = getattr(args, "dla_core", None)
+    dla = None if getattr(args, "no_dla", False) else -1 if dla is None else dla  # -1: the profile's
     return get_profile(args.profile).with_options(
-        batch_max=getattr(args, "max_batch", None), dla_core=None if dla == -2 else dla,
+        batch_max=getattr(args, "max_batch", None), dla_core=dla,
         tf32=False if getattr(args, "no_tf32", False) else None, workspace_mib=getattr(args, "workspace_mib", None))
 
 

@@ -35,7 +35,10 @@ def check(result, what: str):
     err, *values = result if isinstance(result, tuple) else (result,)
     if int(err) != 0:
         name = getattr(err, "name", str(err))
-        raise PixelrtError(f"CUDA call {what} failed: {name}")
+        hint = ""
+        if name in ("cudaErrorInsufficientDriver", "cudaErrorNoDevice", "CUDA_ERROR_NO_DEVICE"):
+            hint = "; no usable NVIDIA GPU/driver on this machine (check `nvidia-smi`)"
+        raise PixelrtError(f"CUDA call {what} failed: {name}{hint}")
     return values[0] if len(values) == 1 else tuple(values) if values else None
 
 

@@ -34,7 +34,7 @@ ONNX_TYPES = {1: "FP32", 2: "UINT8", 3: "INT8", 4: "UINT16", 5: "INT16", 6: "INT
 # operand positions that TensorRT reads as shapes (they become shape tensors when not constant)
 SHAPE_OPERANDS = {"Reshape": (1,), "Expand": (1,), "Tile": (1,), "ConstantOfShape": (0,), "Range": (0, 1, 2),
                   "Slice": (1, 2, 3, 4), "Pad": (1, 3), "Resize": (2, 3), "Upsample": (1,), "TopK": (1,),
-                  "OneHot": (1,), "Squeeze": (1,), "Unsqueeze": (1,), "Split": (1,), "RandomNormal": (),
+                  "OneHot": (1,), "Squeeze": (1,), "Unsqueeze": (1,), "Split": (1,),
                   "ReduceSum": (1,), "ReduceMean": (1,), "ReduceMax": (1,), "ReduceMin": (1,), "ReduceProd": (1,)}
 # operand that carries the data whose type the matrix lists (default 0)
 DATA_OPERAND = {"Where": 1}
@@ -132,8 +132,8 @@ def check_graph(path: str | Path, graph: str = "graph", batch_axis: int = 0) -> 
 
     # taint: tensors whose values derive from a (non-constant) graph input; Shape/Size only read shapes
     tainted = {i.name for i in inputs}
-    for node in g.node:
-        name, op = node.name or f"<{node.op_type} #{list(g.node).index(node)}>", node.op_type
+    for index, node in enumerate(g.node):
+        name, op = node.name or f"<{node.op_type} #{index}>", node.op_type
         if node.domain not in ("", "ai.onnx"):
             add("error", "operator", name, f"{node.domain}::{op}", f"custom-domain operator {node.domain}::{op} "
                                                                   "needs a TensorRT plugin")
