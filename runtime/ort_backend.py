@@ -44,6 +44,7 @@ class OrtBackend(Backend):
         self.device, self.threads, self.cuda_graph, self.trt_cache = device, threads, cuda_graph, trt_cache
         self.session: ort.InferenceSession | None = None
         self._bound: dict = {}
+        self.io_device = "cuda"  # where bound OrtValues live (tests run the binding logic with "cpu")
 
     def _providers(self) -> list:
         if self.device == "cuda":
@@ -86,18 +87,20 @@ class OrtBackend(Backend):
             if self.cuda_graph and self._bound:  # a captured graph is tied to its shapes and addresses
                 self._activate()
             binding = self.session.io_binding()
-            values = {k: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v), "cuda", 0) for k, v in feeds.items()}
+            # own copies: a CPU OrtValue would wrap (and update_inplace would overwrite) the caller's array
+            values = {k: ort.OrtValue.ortvalue_from_numpy(np.array(v, copy=True, order="C"), self.io_device, 0)
+                      for k, v in feeds.items()}
             for k, v in values.items():
                 binding.bind_ortvalue_input(k, v)
             if self.cuda_graph:  # a replayed graph writes to fixed addresses: pre-allocate the outputs
                 batch = next((v.shape[0] for k, v in feeds.items() if self.inputs[k][1] and self.inputs[k][1][0] is None), 1)
                 for o in self.session.get_outputs():
                     shape = [d if isinstance(d, int) else batch for d in o.shape]
-                    out = ort.OrtValue.ortvalue_from_shape_and_type(shape, ONNX_TO_NUMPY[o.type], "cuda", 0)
+                    out = ort.OrtValue.ortvalue_from_shape_and_type(shape, ONNX_TO_NUMPY[o.type], self.io_device, 0)
                     binding.bind_ortvalue_output(o.name, out)
             else:
                 for name in self.output_names:
-                    binding.bind_output(name, "cuda", 0)
+                    binding.bind_output(name, self.io_device, 0)
             self._bound = {"shapes": shapes, "binding": binding, "values": values}
         else:
             for k, v in feeds.items():

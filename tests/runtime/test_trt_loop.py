@@ -100,3 +100,20 @@ def test_replace_state_ping_pong_matches_the_host_loop():
     np.testing.assert_array_equal(got.images, ref.images)
     np.testing.assert_array_equal(got.logp, ref.logp)
     assert len(np.unique(ref.images)) > 2  # the carried state really changes the values
+
+
+@pytest.mark.parametrize("cuda_graph", [False, True])
+def test_ort_iobinding_path_gives_the_plain_results(cuda_graph, rgb_bundle):
+    """ort-cuda's IOBinding logic (persistent OrtValues refilled in place when a CUDA graph is on),
+    run here with CPU OrtValues: the same samples and log-probs as plain session.run."""
+    _, bundle = rgb_bundle
+    noise = make_noise(5, bundle.image, 2)
+    with OrtBackend(bundle.graph_path("step")) as plain:
+        want = step_loop(plain, bundle.image, bundle.state, noise, batch_size=3)
+    bound = OrtBackend(bundle.graph_path("step"), cuda_graph=cuda_graph)
+    bound.io_device = "cpu"
+    with bound:
+        bound._infer = bound._infer_bound
+        got = step_loop(bound, bundle.image, bundle.state, noise, batch_size=3)  # batches of 3 then 2: re-bound
+    np.testing.assert_array_equal(got.images, want.images)
+    np.testing.assert_array_equal(got.logp, want.logp)
