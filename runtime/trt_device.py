@@ -147,3 +147,10 @@ def check_engine_io(engine) -> None:
     """The loop drives step graphs with pixelrt's I/O; anything else is a bundle problem."""
     if "value" not in engine.outputs or "logp" not in engine.outputs:
         raise PixelrtError(f"{engine.path.name} is not a step graph (no value/logp outputs)")
+    want = {"value": np.int64, "logp": np.float32, "pixel": np.int64, "row": np.int64, "col": np.int64,
+            "channel": np.int64, "force": np.int64, "noise": np.float32}
+    io = {**engine.inputs, **engine.outputs}
+    wrong = [f"{n} is {io[n][0]}" for n, dt in want.items() if n in io and io[n][0] != np.dtype(dt)]
+    if wrong:
+        raise PixelrtError(f"{engine.path.name}: the device loop's kernels expect pixelrt's step I/O types, but "
+                           f"{', '.join(wrong)}; re-run `pixelrt export`")

@@ -117,3 +117,20 @@ def test_ort_iobinding_path_gives_the_plain_results(cuda_graph, rgb_bundle):
         got = step_loop(bound, bundle.image, bundle.state, noise, batch_size=3)  # batches of 3 then 2: re-bound
     np.testing.assert_array_equal(got.images, want.images)
     np.testing.assert_array_equal(got.logp, want.logp)
+
+
+def test_engine_io_types_are_checked_before_the_kernels_touch_them():
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from pixelrt.runtime.trt_device import check_engine_io
+
+    i64, f32, i32 = np.dtype(np.int64), np.dtype(np.float32), np.dtype(np.int32)
+    good = SimpleNamespace(path=Path("step.onnx"), inputs={"pixel": (i64, (None, 3)), "noise": (f32, (None,))},
+                           outputs={"value": (i64, (None,)), "logp": (f32, (None,))})
+    check_engine_io(good)
+    bad = SimpleNamespace(path=good.path, inputs=good.inputs, outputs={**good.outputs, "value": (i32, (None,))})
+    with pytest.raises(PixelrtError, match="value is int32"):
+        check_engine_io(bad)
+    with pytest.raises(PixelrtError, match="not a step graph"):
+        check_engine_io(SimpleNamespace(path=Path("full.onnx"), inputs={}, outputs={"loglik": (f32, (None,))}))
