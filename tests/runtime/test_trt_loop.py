@@ -134,3 +134,26 @@ def test_engine_io_types_are_checked_before_the_kernels_touch_them():
         check_engine_io(bad)
     with pytest.raises(PixelrtError, match="not a step graph"):
         check_engine_io(SimpleNamespace(path=Path("full.onnx"), inputs={}, outputs={"loglik": (f32, (None,))}))
+
+
+class LabelGraph:
+    """A fake conditional step graph: value = (label + channel) % levels."""
+
+    inputs = {"channel": (np.dtype(np.int64), ()), "label": (np.dtype(np.int64), (None,)),
+              "noise": (np.dtype(np.float32), (None,))}
+    output_names = ["value", "logp"]
+
+    def infer(self, f, check=True):
+        return {"value": (f["label"] + f["channel"]) % 5, "logp": f["noise"] - 1}
+
+
+def test_context_is_uploaded_per_batch():
+    image, sched = ImageSpec(3, 2, 2, 5), StepSchedule(3, context=("label",))
+    labels = np.array([4, 1, 3, 0, 2], dtype=np.int64)
+    noise = make_noise(5, image, 0, sched)
+    got = device_loop(HostDevice(LabelGraph()), image, [], noise, schedule=sched, context={"label": labels},
+                      batch_size=2)
+    want = step_loop(LabelGraph(), image, [], noise, schedule=sched, context={"label": labels}, batch_size=2)
+    np.testing.assert_array_equal(got.images, want.images)
+    np.testing.assert_array_equal(got.images[:, 1, 0, 0], (labels + 1) % 5)
+    np.testing.assert_array_equal(got.logp, noise - 1)
