@@ -157,3 +157,22 @@ def test_context_is_uploaded_per_batch():
     np.testing.assert_array_equal(got.images, want.images)
     np.testing.assert_array_equal(got.images[:, 1, 0, 0], (labels + 1) % 5)
     np.testing.assert_array_equal(got.logp, noise - 1)
+
+
+@pytest.mark.parametrize("arch", ["compute_87", "compute_90"])
+def test_loop_kernels_compile_with_nvrtc(arch):
+    """The CUDA source of the loop's kernels compiles (NVRTC needs no GPU; skipped without cuda-python)."""
+    try:
+        from cuda.bindings import nvrtc
+    except ImportError:
+        pytest.skip("needs cuda-python with NVRTC (pip install pixelrt[gpu]); not installed here")
+    from pixelrt.runtime.trt_loop import KERNELS
+
+    err, prog = nvrtc.nvrtcCreateProgram(KERNELS.encode(), b"loop.cu", 0, [], [])
+    opts = [f"--gpu-architecture={arch}".encode(), b"-default-device"]
+    assert int(nvrtc.nvrtcCompileProgram(prog, len(opts), opts)[0]) == 0
+    _, size = nvrtc.nvrtcGetPTXSize(prog)
+    ptx = b" " * size
+    nvrtc.nvrtcGetPTX(prog, ptx)
+    entries = [line.split()[-1].rstrip("(") for line in ptx.decode().splitlines() if ".entry" in line]
+    assert entries == ["pre_step", "commit_ring", "post_step", "advance"]
