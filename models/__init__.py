@@ -1,7 +1,10 @@
 """PyTorch definitions of pixelrt's models: every layer has a full path and a step path."""
 from pixelrt.models.pixelcnn import PixelCNN, PixelCNNConfig
 from pixelrt.models.registry import get_model, model_names, register_model
+from pixelrt.models.vae import VAE, VAEConfig
 
 register_model("pixelcnn", PixelCNNConfig, "PixelCNN: Mask-A/B convolutions, residual blocks, levels-way softmax")(PixelCNN)
+register_model("vae", VAEConfig, "VAE: conv encoder, Gaussian latent, discretized-logistic or categorical decoder",
+               kind="vae")(VAE)
 
-__all__ = ["PixelCNN", "PixelCNNConfig", "get_model", "model_names", "register_model"]
+__all__ = ["PixelCNN", "PixelCNNConfig", "VAE", "VAEConfig", "get_model", "model_names", "register_model"]
