@@ -85,10 +85,13 @@ def _check_inputs(bundle: Bundle, precision: str, method: str, calib_x: np.ndarr
 
 def calibrate_bundle(src: str | Path, out: str | Path, precision: str, heldout_x: np.ndarray,
                      calib_x: np.ndarray | None = None, data_name: str = "images", method: str = "auto",
-                     overwrite: bool = False, step_images: int = 32, step_feeds_max: int = 64,
+                     overwrite: bool = False, step_images: int = 64, step_feeds_max: int = 256,
                      teacher: int = 8, samples: int = 8, seed: int = 0, progress: bool = False,
-                     log=print) -> CalibrationResult:
-    """Write an FP16 or INT8 copy of the FP32 bundle ``src`` at ``out`` and measure it on ``heldout_x``."""
+                     log=print, judge: bool = True) -> CalibrationResult:
+    """Write an FP16 or INT8 copy of the FP32 bundle ``src`` at ``out`` and measure it on ``heldout_x``.
+
+    ``judge=False`` (bench only: random weights, speed) still measures and records, but does not
+    refuse a bundle whose step graph misses the step-vs-full budget."""
     bundle = load_bundle(src)
     out = Path(out)
     _check_inputs(bundle, precision, method, calib_x, heldout_x)
@@ -124,7 +127,7 @@ def calibrate_bundle(src: str | Path, out: str | Path, precision: str, heldout_x
         budget = bpd_budget(precision, fp32.mean_bpd)
         if not np.isfinite(m.bits_per_dim).all():
             raise ParityError(f"the {precision} full graph gives non-finite log-likelihoods; nothing was written")
-        if m.step_vs_full_bpd > budget:
+        if judge and m.step_vs_full_bpd > budget:
             raise ParityError(f"the {precision} step graph disagrees with its full graph by {m.step_vs_full_bpd:.2e} "
                               f"bits/dim per image (budget {budget:.1e}); nothing was written")
         manifest["calibration"]["measured"] = {

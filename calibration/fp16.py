@@ -38,6 +38,9 @@ def convert_fp16(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict]:
     dropped = drop_fp16_round_trips(out, fp32_tensors)
     drop_dead_nodes(out)
     topological_sort(out)
+    # The converter's value_info still types the rewired tensors as FP16: re-derive every type.
+    del out.graph.value_info[:]
+    out = onnx.shape_inference.infer_shapes(out, strict_mode=True)
     onnx.checker.check_model(out)
     return out, {"converter": "onnxruntime.transformers.float16", "fp32_nodes": len(keep),
                  "fp32_op_types": blocked_ops, "round_trips_removed": dropped, "io": "float32 (keep_io_types)"}

@@ -29,7 +29,7 @@ class PrecisionRow:
     @property
     def ok(self) -> bool:
         step_ok = self.step_vs_full is None or self.step_vs_full <= self.budget
-        return abs(self.delta_bpd) <= self.budget and step_ok and np.isfinite(self.bits_per_dim)
+        return bool(abs(self.delta_bpd) <= self.budget and step_ok and np.isfinite(self.bits_per_dim))
 
 
 @dataclass
@@ -79,5 +79,5 @@ class PrecisionReport:
                 f"{r.step_vs_full if r.step_vs_full is not None else 0:.2e}, budget {r.budget:.1e})" for r in misses))
 
     def as_dict(self) -> dict:
-        return {"title": self.title, "ok": self.ok, "fp32_bits_per_dim": self.fp32_bpd,
+        return {"title": self.title, "ok": bool(self.ok), "fp32_bits_per_dim": self.fp32_bpd,
                 "rows": [{**asdict(r), "ok": r.ok} for r in self.rows], "notes": self.notes}

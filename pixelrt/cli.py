@@ -141,10 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p, default=None)
     p.add_argument("--calib-images", type=int, default=256,
                    help="training-split images used to calibrate INT8 ranges (default: %(default)s)")
-    p.add_argument("--step-images", type=int, default=32,
+    p.add_argument("--step-images", type=int, default=64,
                    help="of those, images run teacher-forced through the step loop to record step feeds "
                         "(default: %(default)s)")
-    p.add_argument("--step-feeds", type=int, default=64,
+    p.add_argument("--step-feeds", type=int, default=256,
                    help="recorded step calls kept, spread evenly over the raster (default: %(default)s)")
     p.add_argument("--heldout", type=int, default=512, help="held-out images measured (default: %(default)s)")
     p.add_argument("--force", action="store_true", help="replace an existing bundle at -o")
@@ -165,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", type=int, default=None, help="rows timed for cached sampling (default: all)")
     p.add_argument("--threads", type=int, default=None,
                    help="intra-op threads for PyTorch and ONNX Runtime (default: each library's own choice)")
+    p.add_argument("--precisions", default="fp32,fp16,int8",
+                   help="ORT step-sampling rows per precision; fp16/int8 are `pixelrt calibrate` copies of the "
+                        "bench bundle (default: %(default)s)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("demo", help="train on digits, export, sample, evaluate and check parity in one go",
@@ -315,8 +318,8 @@ def cmd_parity(args) -> int:
 
     model, meta = load_checkpoint(args.checkpoint)
     _, _, test, record = _split_data(args, meta.get("data"))
-    if args.bundle and len(args.bundle) > 1:
-        return _precision_parity(args, model, test.x[: args.num])
+    if args.bundle and (len(args.bundle) > 1 or load_bundle(args.bundle[0]).precision != "fp32"):
+        return _precision_parity(args, model, test.x[: args.num])  # reduced precision: the precision table
     with tempfile.TemporaryDirectory(prefix="pixelrt-parity-") as tmp:
         if args.bundle:
             bundle = load_bundle(args.bundle[0])
@@ -406,7 +409,9 @@ def cmd_bench(args) -> int:
     from pixelrt.export.bench import run_bench
 
     batches = [int(b) for b in args.batches.split(",") if b.strip()]
-    run_bench(batches, json_path=args.json, naive_rows=args.naive_rows, rows=args.rows, threads=args.threads)
+    precisions = tuple(p.strip() for p in args.precisions.split(",") if p.strip())
+    run_bench(batches, json_path=args.json, naive_rows=args.naive_rows, rows=args.rows, threads=args.threads,
+              precisions=precisions)
     return 0
 
 
