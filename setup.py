@@ -32,6 +32,8 @@ setup(
         "data": ["scikit-learn>=1.2"],
         "export": RUNTIME + EXPORT + ["scikit-learn>=1.2"],
         "gpu": ["onnxruntime-gpu>=1.18", "tensorrt>=10"],
+        # FP16 / INT8 bundles: onnxruntime ships the float16 converter and the Q/DQ quantizer; they need onnx.
+        "calibrate": RUNTIME + ["onnx>=1.16", "packaging"],
         "test": RUNTIME + EXPORT + ["scikit-learn>=1.2", "pytest>=7"],
     },
     entry_points={"console_scripts": ["pixelrt=pixelrt.cli:main"]},

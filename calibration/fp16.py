@@ -4,7 +4,8 @@
 onnxruntime wheel we already depend on) does the conversion: weights to FP16,
 casts at the region borders, graph inputs and outputs kept FP32
 (``keep_io_types``). What stays FP32 is given to it as a node block list: the
-likelihood tail (see :mod:`pixelrt.calibration.graphs`) and every likelihood op.
+likelihood tail (see :mod:`pixelrt.calibration.graphs`), the head GEMMs that
+produce the logits, and every likelihood op.
 
 One fix-up follows. Both maintained converters (this one and
 onnxconverter-common 1.16) treat each blocked node as its own FP32 island and
@@ -21,7 +22,8 @@ from __future__ import annotations
 import onnx
 from onnx import TensorProto
 
-from pixelrt.calibration.graphs import LIKELIHOOD_OPS, drop_dead_nodes, name_nodes, tail_nodes, topological_sort
+from pixelrt.calibration.graphs import (LIKELIHOOD_OPS, drop_dead_nodes, head_gemms, name_nodes, tail_nodes,
+                                        topological_sort)
 
 
 def convert_fp16(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict]:
@@ -30,7 +32,7 @@ def convert_fp16(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict]:
 
     model = onnx.ModelProto.FromString(model.SerializeToString())
     name_nodes(model)
-    keep = tail_nodes(model)
+    keep = tail_nodes(model) + head_gemms(model)
     blocked_ops = sorted(set(LIKELIHOOD_OPS) | set(float16.DEFAULT_OP_BLOCK_LIST))
     out = float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=keep,
                                            op_block_list=blocked_ops, disable_shape_infer=False)
@@ -43,6 +45,7 @@ def convert_fp16(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict]:
     out = onnx.shape_inference.infer_shapes(out, strict_mode=True)
     onnx.checker.check_model(out)
     return out, {"converter": "onnxruntime.transformers.float16", "fp32_nodes": len(keep),
+                 "fp32_head_gemms": head_gemms(model),
                  "fp32_op_types": blocked_ops, "round_trips_removed": dropped, "io": "float32 (keep_io_types)"}
 
 

@@ -30,9 +30,11 @@ from pixelrt.runtime.sampler import make_noise, step_loop
 def half_precision_logp(model: torch.nn.Module, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """(N, C, H, W) log p per sub-pixel with the network computed in float16 on this device.
 
-    Families exposing ``normalize`` + ``logits_from_float`` (PixelCNN) keep the log-softmax in
-    float32, like the FP16 bundle; others run ``log_prob`` wholly in float16 (stricter)."""
+    As in the FP16 bundle, the last weight layer (the logits) and the log-softmax stay float32
+    for families exposing ``normalize`` + ``logits_from_float`` (PixelCNN); others run
+    ``log_prob`` in float16 except that last layer (stricter)."""
     m16 = copy.deepcopy(model).eval().half()
+    _head_in_float32(m16)
     out = []
     for lo in range(0, len(x), batch_size):
         xb = torch.from_numpy(x[lo:lo + batch_size])
@@ -43,6 +45,15 @@ def half_precision_logp(model: torch.nn.Module, x: np.ndarray, batch_size: int =
             logp = m16.log_prob(xb).float()
         out.append(logp.numpy())
     return np.concatenate(out)
+
+
+def _head_in_float32(model: torch.nn.Module) -> None:
+    """Keep the last weight layer (the logits) in float32, as the FP16 bundle does (calibration.graphs.head_gemms)."""
+    layers = [m for m in model.modules() if isinstance(getattr(m, "weight", None), torch.Tensor)
+              and m.weight.dim() >= 2 and not list(m.children())]
+    if layers:
+        head = layers[-1].float()
+        head.register_forward_pre_hook(lambda m, args: tuple(a.float() if torch.is_tensor(a) else a for a in args))
 
 
 def run_precision_parity(model: torch.nn.Module, bundles: list[Bundle], x: np.ndarray, samples: int = 8,

@@ -43,8 +43,12 @@ def test_network_is_fp16_and_likelihood_tail_is_fp32(grey_fp16):
     for g in ("full", "step"):
         model = onnx.load(res.bundle.graph_path(g))
         types = _types(model)
-        gemm_weights = [types[n.input[1]] for n in model.graph.node if n.op_type in ("Conv", "MatMul")]
-        assert gemm_weights and all(t == TensorProto.FLOAT16 for t in gemm_weights)
+        heads = set(res.bundle.manifest["calibration"]["fp16"][g]["fp32_head_gemms"])
+        assert len(heads) == 1  # the logits layer
+        gemms = {n.name: types[n.input[1]] for n in model.graph.node if n.op_type in ("Conv", "MatMul")}
+        assert len(gemms) > 2 and heads <= set(gemms)
+        for name, t in gemms.items():  # the network in FP16, the logits layer in FP32
+            assert t == (TensorProto.FLOAT if name in heads else TensorProto.FLOAT16), name
         lik = [n for n in model.graph.node if n.op_type in LIKELIHOOD_OPS]
         assert lik
         for n in lik:  # every log-softmax / sampling op reads and writes FP32
