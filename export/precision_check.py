@@ -96,6 +96,7 @@ def run_precision_parity(model: torch.nn.Module, bundles: list[Bundle], x: np.nd
             note = (b.manifest.get("calibration") or {}).get("method") or ""
             report.add(runtime, b.precision, m.bits_per_dim, m.logp, ref_bpd, ref_logp, m.step_vs_full_bpd,
                        float((m.samples == ref_samples.images).mean()), note=f"method {note}" if note else "")
-    report.notes.append("budgets (bits/dim, on the mean d vs FP32 PyTorch and on step vs full per image): fp32 1e-5, "
-                        "fp16 1e-3, int8 2% of the FP32 bits/dim; samples same: reported (one flip changes the rest)")
+    report.notes.append("budget d: |mean bits/dim - FP32 PyTorch| (fp32 1e-5, fp16 1e-3, int8 2% of the FP32 bits/dim); "
+                        "budget step: per-image |step - full| of the same precision (fp32 1e-5, else twice budget d: "
+                        "docs/precision.md); samples same: reported only (one flip changes the rest of an image)")
     return report

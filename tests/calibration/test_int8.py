@@ -7,7 +7,7 @@ import pytest
 from onnx import numpy_helper
 
 from pixelrt.calibration.int8 import METHODS
-from pixelrt.calibration.measure import INT8_RELATIVE_BUDGET, bpd_budget
+from pixelrt.calibration.measure import INT8_RELATIVE_BUDGET, step_vs_full_budget
 from pixelrt.calibration.readers import RecordingRunner, step_feeds
 from pixelrt.runtime.bundle import load_bundle
 from pixelrt.runtime.ort_backend import OrtBackend
@@ -59,7 +59,7 @@ def test_auto_reports_every_method_and_keeps_the_best(rgb_int8):
 
 def test_int8_step_graph_agrees_with_its_full_graph(rgb_int8):
     _, fp32, res = rgb_int8
-    assert res.measure.step_vs_full_bpd <= bpd_budget("int8", res.fp32_bpd)
+    assert res.measure.step_vs_full_bpd <= step_vs_full_budget("int8", res.fp32_bpd)
     assert np.isfinite(res.measure.bits_per_dim).all()
 
 
@@ -93,7 +93,7 @@ def test_int8_on_trained_digits_meets_two_percent(digits_trained, tmp_path):
                            teacher=4, samples=4, log=lambda s: None)
     rel = res.delta_bpd / res.fp32_bpd
     assert rel <= INT8_RELATIVE_BUDGET, (res.fp32_bpd, res.bpd)
-    assert res.measure.step_vs_full_bpd <= bpd_budget("int8", res.fp32_bpd)
+    assert res.measure.step_vs_full_bpd <= step_vs_full_budget("int8", res.fp32_bpd)
 
 
 def test_fp16_on_trained_digits_meets_budget_in_real_half(digits_trained, tmp_path):
