@@ -39,12 +39,17 @@ def test_int8_bundle_has_symmetric_per_channel_qdq(rgb_int8):
             assert all(producer[i].op_type == "DequantizeLinear" for i in n.input[:2]), n.name
             w = producer[n.input[1]]
             scale = inits[w.input[1]]
+            weight = inits[w.input[0]]
+            assert weight.dtype == np.int8
             if scale.ndim == 1:  # per output channel: one scale per output of the weight
-                weight = inits[w.input[0]]
                 out_axis = 0 if n.op_type == "Conv" else weight.ndim - 1
                 assert len(scale) == weight.shape[out_axis]
                 per_channel += 1
-        assert per_channel >= len(gemms) - 1  # only a stacked (3-D) window weight may be per tensor
+            else:  # only a stacked (L, K, N) window weight is per tensor (ORT CPU kernel limit)
+                per_tensor = res.bundle.manifest["calibration"]["int8"][g]["per_tensor_weights"]
+                assert n.op_type == "MatMul" and weight.ndim == 3
+                assert w.input[0].removesuffix("_quantized") in per_tensor
+        assert per_channel >= len(gemms) - 2
 
 
 def test_auto_reports_every_method_and_keeps_the_best(rgb_int8):
