@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_parity)
 
     p = sub.add_parser("calibrate", help="write an FP16 or INT8 (Q/DQ) copy of a bundle, judged by its bits/dim",
-                       description="FP16: the network runs in half precision, the likelihood tail (log-softmax, "
+                       description="FP16: the network runs in half precision; its logits layer, the likelihood tail (log-softmax, "
                                    "sampling, reductions) and the graph I/O stay FP32. INT8: static quantization "
                                    "with explicit QuantizeLinear/DequantizeLinear (symmetric, per-channel weights), "
                                    "calibrated on training-split images (full graph) and on the step loop's feeds "
