@@ -150,13 +150,15 @@ def time_cached(runner, image: ImageSpec, state, batch: int, rows: int, repeats:
 # -- the run -------------------------------------------------------------------------
 def run_bench(batches: list[int], json_path: str | os.PathLike | None = None, naive_rows: int = 1,
               rows: int | None = None, model: str = "ref28", spec: BenchSpec | None = None,
-              log=None, threads: int | None = None) -> list[dict]:
+              log=None, threads: int | None = None, precisions: tuple[str, ...] = ("fp32",)) -> list[dict]:
     """Time naive (torch), cached (torch) and cached (ORT) sampling at each batch; print a table.
 
     ``spec`` overrides the named model (tests use a tiny one). Returns the records that
     ``json_path`` (if given) receives, written atomically. ``log`` gets progress lines and
     the table (default: print, flushed, since single measurements take tens of seconds).
     ``threads`` pins PyTorch's and ONNX Runtime's intra-op threads (default: each library's own).
+    ``precisions`` adds ORT cached rows for FP16 / INT8 copies of the bundle (``pixelrt calibrate``'s
+    code, calibrated on the reference batch: bench measures speed, not accuracy).
     """
     import onnxruntime as ort
 
@@ -192,9 +194,9 @@ def run_bench(batches: list[int], json_path: str | os.PathLike | None = None, na
               "machine": platform.machine()}
     records: list[dict] = []
 
-    def record(runtime, method, batch, seconds, fpp, timed_rows):
+    def record(runtime, method, batch, seconds, fpp, timed_rows, precision="fp32"):
         gflops = fpp * image.height * image.width / seconds / 1e9
-        records.append({**common, "runtime": runtime, "method": method, "batch": batch,
+        records.append({**common, "runtime": runtime, "method": method, "batch": batch, "precision": precision,
                         "ms_per_image": seconds * 1e3, "flops_per_pixel": fpp, "peak_fraction": gflops / peak,
                         "gflops": gflops, "dense_flops_per_pixel": dense_fpp, "step_flops_per_pixel": step_fpp,
                         "rows_timed": timed_rows, "height": H, "load_avg_1m": round(_load(), 2),
@@ -205,6 +207,7 @@ def run_bench(batches: list[int], json_path: str | os.PathLike | None = None, na
         x_ref = np.random.default_rng(0).integers(0, image.levels, (4, *image.shape)).astype(np.uint8)
         bundle = export_bundle(net, image, x_ref, Path(tmp) / spec.name, log=lambda s: None).bundle
         torch_runner = TorchStepRunner(net)
+        reduced = _reduced_bundles(bundle, [p for p in precisions if p != "fp32"], x_ref, Path(tmp), log)
         with OrtBackend(bundle.graph_path("step"), threads=threads or 0) as ort_runner:
             for b in batches:
                 log(f"[batch {b}] naive torch, {naive_rows} of {H} rows ...")
@@ -214,6 +217,11 @@ def run_bench(batches: list[int], json_path: str | os.PathLike | None = None, na
                     log(f"[batch {b}] cached {name}, {cached_rows} of {H} rows ...")
                     sec = time_cached(runner, image, bundle.state, b, cached_rows, seed=spec.seed)
                     record(name, "cached", b, sec, step_fpp, cached_rows)
+                for precision, rb in reduced.items():
+                    log(f"[batch {b}] cached ort {precision}, {cached_rows} of {H} rows ...")
+                    with OrtBackend(rb.graph_path("step"), threads=threads or 0) as runner:
+                        sec = time_cached(runner, image, rb.state, b, cached_rows, seed=spec.seed)
+                    record(f"ort-{precision}", "cached", b, sec, step_fpp, cached_rows, precision)
     log(format_report(records, peak))
     if json_path is not None:
         _write_json_atomic(Path(json_path), records)
@@ -224,7 +232,7 @@ def run_bench(batches: list[int], json_path: str | os.PathLike | None = None, na
 def format_report(records: list[dict], peak: float) -> str:
     """The table, the measured peak, and the issue's two targets with measured values."""
     naive = {r["batch"]: r["ms_per_image"] for r in records if r["method"] == "naive"}
-    head = f"{'model':8s} {'runtime':7s} {'method':7s} {'batch':>5s} {'ms/image':>11s} {'vs naive':>9s} " \
+    head = f"{'model':8s} {'runtime':8s} {'method':7s} {'batch':>5s} {'ms/image':>11s} {'vs naive':>9s} " \
            f"{'GFLOP/s':>8s} {'of peak':>8s}"
     lines, notes = [head, "-" * len(head)], set()
     for r in records:
@@ -233,7 +241,7 @@ def format_report(records: list[dict], peak: float) -> str:
             notes.add(f"* {r['method']}: timed {r['extrapolated_from_rows']} of {r['height']} rows, "
                       f"extrapolated linearly to the full image")
         speed = naive[r["batch"]] / r["ms_per_image"] if r["batch"] in naive else float("nan")
-        lines.append(f"{r['model']:8s} {r['runtime']:7s} {r['method']:7s} {r['batch']:5d} "
+        lines.append(f"{r['model']:8s} {r['runtime']:8s} {r['method']:7s} {r['batch']:5d} "
                      f"{r['ms_per_image']:10.2f}{mark} {speed:8.1f}x {r['gflops']:8.2f} "
                      f"{100 * r['peak_fraction']:7.2f}%")
     lines += sorted(notes)
@@ -241,6 +249,11 @@ def format_report(records: list[dict], peak: float) -> str:
     lines.append(f"FLOPs/pixel: cached step {r0['step_flops_per_pixel']:,}; dense full forward "
                  f"{r0['dense_flops_per_pixel']:,} (naive pays it over the whole image per sub-pixel)")
     lines.append(f"measured peak: {peak:.1f} GFLOP/s (float32 1024^3 numpy matmul, best of 10)")
+    fp32 = {r["batch"]: r["ms_per_image"] for r in records if r["runtime"] == "ort"}
+    for r in records:
+        if r.get("precision", "fp32") != "fp32" and r["batch"] in fp32:
+            lines.append(f"ORT step sampling, batch {r['batch']}: {r['precision']} takes "
+                         f"{r['ms_per_image'] / fp32[r['batch']]:.2f}x the fp32 time (same run)")
     load, cpus = max(r["load_avg_1m"] for r in records), r0["cpu_count"] or 1
     if load > cpus:
         lines.append(f"warning: 1-min load average reached {load:.1f} on {cpus} CPUs; other processes compete "
@@ -257,6 +270,26 @@ def format_report(records: list[dict], peak: float) -> str:
         else:
             lines.append(f"target: {text}: not measured (batch {b} not run)")
     return "\n".join(lines)
+
+
+def _reduced_bundles(bundle, precisions: list[str], x: np.ndarray, tmp: Path, log) -> dict:
+    """FP16 / INT8 copies of the bench bundle through `pixelrt calibrate`'s code (minmax for INT8)."""
+    from pixelrt.calibration.calibrate import calibrate_bundle
+
+    out = {}
+    for precision in precisions:
+        if precision not in ("fp16", "int8"):
+            raise PixelrtError(f"unknown precision {precision!r} for bench; choose from fp32, fp16, int8")
+        log(f"calibrating a {precision} copy of the bench bundle")
+        out[precision] = calibrate_bundle(bundle.root, tmp / f"{bundle.root.name}-{precision}", precision, x[:1],
+                                          calib_x=x, data_name="bench reference batch", method="minmax",
+                                          teacher=1, samples=1, judge=False, log=lambda s: None).bundle
+        from pixelrt.calibration.ort_inspect import executed_precision
+
+        gemms = executed_precision(out[precision].graph_path("step"))["gemm_nodes"]
+        log(f"  ORT CPU's optimized {precision} step graph runs its GEMMs as: "
+            + ", ".join(f"{k} x{v}" for k, v in gemms.items()))
+    return out
 
 
 def _load() -> float:

@@ -23,6 +23,7 @@ typical flow:
   pixelrt sample bundles/pixelcnn -n 16 -o samples.png
   pixelrt eval bundles/pixelcnn --data digits         # held-out bits/dim
   pixelrt parity runs/pixelcnn --data digits          # PyTorch vs ORT, step vs full
+  pixelrt calibrate bundles/pixelcnn --precision int8 -o bundles/pixelcnn-int8   # FP16 / INT8 Q/DQ bundle
   pixelrt demo                                        # all of the above in one go
 
 VAE (docs/vae.md): pixelrt train --model vae, then export / sample [--mean] /
@@ -132,7 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "conditionals, summed sample log-probs vs full log-likelihood, samples under "
                                    "shared noise, and the causality audit. Exits 1 on any miss beyond budget.")
     p.add_argument("checkpoint")
-    p.add_argument("--bundle", default=None, help="bundle to compare (default: export one to a temporary folder)")
+    p.add_argument("--bundle", action="append", default=None,
+                   help="bundle to compare (default: export one to a temporary folder); repeat it to compare "
+                        "several (e.g. FP32, FP16, INT8) in one precision table: runtime x precision -> bits/dim, "
+                        "delta vs FP32 PyTorch, max |d log p|, step vs full, sample agreement")
+    p.add_argument("--runtimes", default="ort",
+                   help="with several bundles: comma-separated runtimes to run each in (default: %(default)s)")
     _add_data_args(p, default=None)
     p.add_argument("-n", "--num", type=int, default=64, help="held-out images compared (default: %(default)s)")
     p.add_argument("--samples", type=int, default=8, help="images sampled (default: %(default)s)")
@@ -147,6 +153,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     _add_runtime_arg(p)
     p.set_defaults(func=cmd_parity)
+
+    p = sub.add_parser("calibrate", help="write an FP16 or INT8 (Q/DQ) copy of a bundle, judged by its bits/dim",
+                       description="FP16: the network runs in half precision; its logits layer, the likelihood tail (log-softmax, "
+                                   "sampling, reductions) and the graph I/O stay FP32. INT8: static quantization "
+                                   "with explicit QuantizeLinear/DequantizeLinear (symmetric, per-channel weights), "
+                                   "calibrated on training-split images (full graph) and on the step loop's feeds "
+                                   "recorded teacher-forced on them (step graph). The new bundle is measured on the "
+                                   "held-out split and written atomically; see docs/precision.md.")
+    p.add_argument("bundle", help="FP32 bundle written by `pixelrt export`")
+    p.add_argument("--precision", required=True, choices=["fp16", "int8"], help="target precision")
+    p.add_argument("-o", "--out", required=True, help="bundle folder to write")
+    p.add_argument("--method", default="auto", choices=["minmax", "entropy", "percentile", "auto"],
+                   help="INT8 calibration method; auto tries each and keeps the smallest held-out bits/dim "
+                        "(default: %(default)s)")
+    _add_data_args(p, default=None)
+    p.add_argument("--calib-images", type=int, default=256,
+                   help="training-split images used to calibrate INT8 ranges (default: %(default)s)")
+    p.add_argument("--step-images", type=int, default=64,
+                   help="of those, images run teacher-forced through the step loop to record step feeds "
+                        "(default: %(default)s)")
+    p.add_argument("--step-feeds", type=int, default=256,
+                   help="recorded step calls kept, spread evenly over the raster (default: %(default)s)")
+    p.add_argument("--heldout", type=int, default=512, help="held-out images measured (default: %(default)s)")
+    p.add_argument("--force", action="store_true", help="replace an existing bundle at -o")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("info", help="show a bundle's manifest summary and verify its checksums")
     p.add_argument("bundle")
@@ -167,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", type=int, default=None, help="rows timed for cached sampling (default: all)")
     p.add_argument("--threads", type=int, default=None,
                    help="intra-op threads for PyTorch and ONNX Runtime (default: each library's own choice)")
+    p.add_argument("--precisions", default="fp32,fp16,int8",
+                   help="ORT step-sampling rows per precision; fp16/int8 are `pixelrt calibrate` copies of the "
+                        "bench bundle (default: %(default)s)")
     p.set_defaults(func=cmd_bench)
 
     from pixelrt.gpu_cli import add_commands as add_gpu_commands
@@ -358,9 +393,11 @@ def cmd_parity(args) -> int:
         from pixelrt.vae_commands import vae_parity
 
         return vae_parity(args, model, meta, test.x, record)
+    if args.bundle and (len(args.bundle) > 1 or load_bundle(args.bundle[0]).precision != "fp32"):
+        return _precision_parity(args, model, test.x[: args.num])  # reduced precision: the precision table
     with tempfile.TemporaryDirectory(prefix="pixelrt-parity-") as tmp:
         if args.bundle:
-            bundle = load_bundle(args.bundle)
+            bundle = load_bundle(args.bundle[0])
         else:
             print("exporting a bundle to a temporary folder (pass --bundle to compare an existing one)")
             bundle = export_bundle(model, ImageSpec(**meta["image"]), test.x[:8], Path(tmp) / "bundle",
@@ -402,12 +439,63 @@ def _receptive_field(args, model, meta) -> int:
     return 0
 
 
+def cmd_calibrate(args) -> int:
+    from pixelrt.calibration.calibrate import calibrate_bundle
+    from pixelrt.runtime.bundle import load_bundle
+
+    bundle = load_bundle(args.bundle)
+    for flag in ("calib_images", "step_images", "heldout"):
+        if getattr(args, flag) < 1:
+            raise PixelrtError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
+    _, train, test, record = _split_data(args, bundle.manifest.get("source", {}).get("data"))
+    t0 = time.perf_counter()
+    res = calibrate_bundle(bundle.root, args.out, args.precision, test.x[: args.heldout],
+                           calib_x=train.x[: args.calib_images], data_name=f"{record['spec']}",
+                           method=args.method, overwrite=args.force, step_images=args.step_images,
+                           step_feeds_max=args.step_feeds, progress=not args.no_progress)
+    m = res.bundle.manifest["calibration"]["measured"]
+    for method, bpd in res.candidates.items():
+        print(f"  {method:10s} held-out {bpd:.5f} bits/dim ({(bpd - res.fp32_bpd) / res.fp32_bpd:+.2%})"
+              + ("  <- kept" if method == res.method else ""))
+    print(f"{args.precision} bundle written to {args.out} in {time.perf_counter() - t0:.1f} s"
+          + (f" (method {res.method})" if res.method else ""))
+    print(f"held-out bits/dim: fp32 {res.fp32_bpd:.5f}, {args.precision} {res.bpd:.5f} (delta {res.delta_bpd:+.2e}, "
+          f"{m['relative_increase']:+.3%}; budget {m['budget_bits_per_dim']:.1e} -> "
+          f"{'within' if m['within_budget'] else 'MISSED'}); step vs full max {m['step_vs_full_max_bits_per_dim']:.1e} "
+          f"bits/dim; samples identical to fp32 {m['sample_agreement_with_fp32']:.1%}")
+    return 0
+
+
+def _precision_parity(args, model, x) -> int:
+    from pixelrt.export.precision_check import run_precision_parity
+    from pixelrt.runtime.backends import RUNTIMES
+    from pixelrt.runtime.bundle import load_bundle
+
+    runtimes = tuple(r.strip() for r in args.runtimes.split(",") if r.strip())
+    unknown = [r for r in runtimes if r not in RUNTIMES]
+    if unknown or not runtimes:
+        raise PixelrtError(f"--runtimes {args.runtimes!r}: choose from {', '.join(RUNTIMES)}")
+    bundles = [load_bundle(b) for b in args.bundle]
+    report = run_precision_parity(model, bundles, x, samples=args.samples, teacher=args.teacher, seed=args.seed,
+                                  runtimes=runtimes, progress=not args.no_progress)
+    print(report.table())
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+    report.raise_on_miss()
+    return 0
+
+
 def cmd_info(args) -> int:
     from pixelrt.runtime.bundle import load_bundle
 
     b = load_bundle(args.bundle)
     m = b.manifest
     print(f"{b.root}: {b.family} bundle, format {m['format_version']}, precision {b.precision}")
+    if "calibration" in m:  # written by `pixelrt calibrate`
+        cal, meas = m["calibration"], m["calibration"].get("measured", {})
+        print(f"  calibrated: method {cal.get('method') or '-'}, set {(cal.get('calibration_set') or {}).get('name', '-')}"
+              f"; held-out bits/dim fp32 {meas.get('bits_per_dim_fp32', float('nan')):.5f} -> "
+              f"{meas.get('bits_per_dim_' + b.precision, float('nan')):.5f}")
     print(f"  image {'x'.join(map(str, b.image.shape))}, {b.image.levels} levels, head {m['head']['kind']}")
     if b.kind == "vae":
         print(f"  kind vae: latent {m['latent']['size']}, {m['latent']['prior']} prior, {m['latent']['posterior']} "
@@ -438,7 +526,9 @@ def cmd_bench(args) -> int:
 
         run_rnn_bench(args.model, batches, naive_rows=args.naive_rows, rows=args.rows, threads=args.threads)
         return 0
-    run_bench(batches, json_path=args.json, naive_rows=args.naive_rows, rows=args.rows, threads=args.threads)
+    precisions = tuple(p.strip() for p in args.precisions.split(",") if p.strip())
+    run_bench(batches, json_path=args.json, naive_rows=args.naive_rows, rows=args.rows, threads=args.threads,
+              precisions=precisions)
     return 0
 
 
