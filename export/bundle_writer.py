@@ -41,6 +41,10 @@ def export_bundle(model: torch.nn.Module, image: ImageSpec, reference_x: np.ndar
     as the bundle's reference and used to validate the graphs.
     source: provenance recorded in the manifest (checkpoint path, data set, ...).
     """
+    if getattr(model, "family", None) == "pixelcnnpp":  # row + step graphs, multi-rate states
+        from pixelrt.export.pixelcnnpp_export import export_pixelcnnpp_bundle
+
+        return export_pixelcnnpp_bundle(model, image, reference_x, out, source, overwrite, log)
     model = model.eval()
     C, H, W = image.shape
     if len(reference_x) == 0:
@@ -69,7 +73,8 @@ def _file_meta(producer: str) -> dict:
     return {"opset": OPSET, "producer": producer, "onnx": onnx.__version__}
 
 
-def _manifest(model, image: ImageSpec, stepper, loglik: np.ndarray, source: dict) -> dict:
+def _manifest(model, image: ImageSpec, stepper, loglik: np.ndarray, source: dict, states=None,
+              graphs: dict | None = None) -> dict:
     C, H, W = image.shape
     producer = f"torch {torch.__version__} (torch.onnx dynamo exporter)"
     return {
@@ -78,11 +83,11 @@ def _manifest(model, image: ImageSpec, stepper, loglik: np.ndarray, source: dict
         "image": {"channels": C, "height": H, "width": W, "levels": image.levels},
         "head": {"kind": "categorical", "levels": image.levels, "sampler": "inverse-cdf"},
         "conditioning": [],
-        "graphs": {
+        "graphs": graphs or {
             "full": {"file": "full.onnx", **full_io(C, H, W)},
             "step": {"file": "step.onnx", **step_io(stepper, C, W)},
         },
-        "state": [s.to_json() for s in state_specs(stepper, W)],
+        "state": [s.to_json() for s in (state_specs(stepper, W) if states is None else states)],
         "schedule": step_schedule(C),
         "files": {"full.onnx": _file_meta(producer), "step.onnx": _file_meta(producer), REFERENCE: {}},
         "reference": {"file": REFERENCE, "images": int(len(loglik)), "loglik_nats": [float(v) for v in loglik],

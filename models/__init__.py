@@ -1,7 +1,10 @@
 """PyTorch definitions of pixelrt's models: every layer has a full path and a step path."""
 from pixelrt.models.pixelcnn import PixelCNN, PixelCNNConfig
+from pixelrt.models.pixelcnnpp import PixelCNNPP, PixelCNNPPConfig
 from pixelrt.models.registry import get_model, model_names, register_model
 
 register_model("pixelcnn", PixelCNNConfig, "PixelCNN: Mask-A/B convolutions, residual blocks, levels-way softmax")(PixelCNN)
+register_model("pixelcnnpp", PixelCNNPPConfig, "PixelCNN++: shifted convs, u/ul streams over 3 resolutions, "
+               "discretized logistic mixture")(PixelCNNPP)
 
-__all__ = ["PixelCNN", "PixelCNNConfig", "get_model", "model_names", "register_model"]
+__all__ = ["PixelCNN", "PixelCNNConfig", "PixelCNNPP", "PixelCNNPPConfig", "get_model", "model_names", "register_model"]

@@ -129,6 +129,7 @@ def block_counts(cfg: PixelCNNPPConfig) -> tuple[list[int], list[int]]:
 
 class PixelCNNPP(nn.Module):
     family = "pixelcnnpp"
+    step_needs_width = True  # its step modules carry width-dependent constants (see pixelcnnpp_step)
 
     def __init__(self, config: PixelCNNPPConfig):
         super().__init__()
@@ -212,6 +213,12 @@ class PixelCNNPP(nn.Module):
         from pixelrt.models.pixelcnnpp_step import PixelCNNPPRow
 
         return PixelCNNPPRow(self, width)
+
+    def step_plan(self, width: int):
+        """(states, schedule) the host needs to drive the row and step graphs for this width."""
+        from pixelrt.models.pixelcnnpp_step import step_plan
+
+        return step_plan(self, width)
 
     def describe(self) -> dict:
         return {"family": self.family, "config": asdict(self.config)}

@@ -401,7 +401,7 @@ class PixelCNNPPStep(nn.Module):
                     + getattr(self, f"b{l}_down")
                 a2, b2 = torch.div(a, 2, rounding_mode="floor"), torch.div(b, 2, rounding_mode="floor")
                 res, dec = self._level(l + 1, h1, a2, b2, S2)
-                return (*(res[s.source] for s in deeper), dec)
+                return (*(res[s.source] for s in deeper), dec.clone())  # an If output may not alias another
 
             def skip(top, a, b, *ops):
                 S2 = dict(zip(deep_in, ops))
@@ -428,3 +428,20 @@ class PixelCNNPPStep(nn.Module):
         if l > 0:
             out[f"ul{l}_dec_new"] = h.unsqueeze(1)
         return out, h
+
+
+# -- what the host needs ------------------------------------------------------------------------
+def step_plan(model: PixelCNNPP, width: int):
+    """The manifest's view of the two graphs: every state (step caches, row states) and the schedule."""
+    from pixelrt.runtime.bundle import StateSpec, StepSchedule
+
+    step, row = PixelCNNPPStep(model, width), PixelCNNPPRow(model, width, bootstrap=False)
+    states = []
+    for s in step.step_states():
+        kind = "ring-row" if s.stride == 1 else "strided-ring-row"
+        states.append(StateSpec(s.name, ("batch", *s.shape), "float32", "zeros", kind, s.source, s.rows, s.pad,
+                                s.stride))
+    for name, shape in zip(row.state_names(), row.state_shapes()):
+        states.append(StateSpec(name, ("batch", *shape), "float32", "zeros", "row", f"{name}_next"))
+    schedule = StepSchedule(substeps_per_pixel=1, noise_per_substep=step.noise_per_pixel, row_graph="row")
+    return states, schedule
