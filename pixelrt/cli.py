@@ -133,7 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, help="write one record per measurement to this file")
     p.add_argument("--batches", default="1,64", help="comma-separated batch sizes (default: %(default)s)")
     p.add_argument("--naive-rows", type=int, default=1, help="rows timed for the naive sampler (extrapolated)")
-    p.add_argument("--rows", type=int, default=None, help="rows timed for cached sampling (default: all)")
+    p.add_argument("--rows", type=int, default=None, help="rows timed for cached sampling (default: all; pp32: 4)")
+    p.add_argument("--model", default="ref28", choices=["ref28", "pp32"],
+                   help="ref28 (PixelCNN, PyTorch and ORT) or pp32: PixelCNN++ 3x32x32, 64 filters, 2 blocks per "
+                        "stage, 5 mixtures, naive vs cached in ORT beside the published Fast PixelCNN++ speed-ups "
+                        "(naive: --naive-rows pixels timed; use --batches 1,4,16,64) (default: %(default)s)")
     p.add_argument("--threads", type=int, default=None,
                    help="intra-op threads for PyTorch and ONNX Runtime (default: each library's own choice)")
     p.set_defaults(func=cmd_bench)
@@ -353,6 +357,12 @@ def cmd_bench(args) -> int:
     from pixelrt.export.bench import run_bench
 
     batches = [int(b) for b in args.batches.split(",") if b.strip()]
+    if args.model == "pp32":
+        from pixelrt.export.bench_pixelcnnpp import run_pixelcnnpp_bench
+
+        run_pixelcnnpp_bench(batches, json_path=args.json, rows=args.rows or 4, naive_pixels=max(2, args.naive_rows),
+                             threads=args.threads)
+        return 0
     run_bench(batches, json_path=args.json, naive_rows=args.naive_rows, rows=args.rows, threads=args.threads)
     return 0
 
