@@ -4,7 +4,7 @@ import itertools
 import pytest
 import torch
 
-from pixelrt.models import logistic
+from pixelrt.models import logistic_mixture as logistic
 
 
 def _params(n, channels, mixtures, scale=1.0, seed=0):
