@@ -2,9 +2,13 @@
 from pixelrt.models.pixelcnn import PixelCNN, PixelCNNConfig
 from pixelrt.models.pixelcnnpp import PixelCNNPP, PixelCNNPPConfig
 from pixelrt.models.registry import get_model, model_names, register_model
+from pixelrt.models.vae import VAE, VAEConfig
 
 register_model("pixelcnn", PixelCNNConfig, "PixelCNN: Mask-A/B convolutions, residual blocks, levels-way softmax")(PixelCNN)
 register_model("pixelcnnpp", PixelCNNPPConfig, "PixelCNN++: shifted convs, u/ul streams over 3 resolutions, "
                "discretized logistic mixture")(PixelCNNPP)
+register_model("vae", VAEConfig, "VAE: conv encoder, Gaussian latent, discretized-logistic or categorical decoder",
+               kind="vae")(VAE)
 
-__all__ = ["PixelCNN", "PixelCNNConfig", "PixelCNNPP", "PixelCNNPPConfig", "get_model", "model_names", "register_model"]
+__all__ = ["PixelCNN", "PixelCNNConfig", "PixelCNNPP", "PixelCNNPPConfig", "VAE", "VAEConfig", "get_model",
+           "model_names", "register_model"]
