@@ -42,6 +42,10 @@ def export_bundle(model: torch.nn.Module, image: ImageSpec, reference_x: np.ndar
     as the bundle's reference and used to validate the graphs.
     source: provenance recorded in the manifest (checkpoint path, data set, ...).
     """
+    if getattr(model, "family", None) == "pixelcnnpp":  # row + step graphs, multi-rate states
+        from pixelrt.export.pixelcnnpp_export import export_pixelcnnpp_bundle
+
+        return export_pixelcnnpp_bundle(model, image, reference_x, out, source, overwrite, log)
     model = model.eval()
     C, H, W = image.shape
     if len(reference_x) == 0:
@@ -76,17 +80,18 @@ def _file_meta(producer: str) -> dict:
     return {"opset": OPSET, "producer": producer, "onnx": onnx.__version__}
 
 
-def _manifest(model, image: ImageSpec, stepper, loglik: np.ndarray, source: dict, row_module=None) -> dict:
+def _manifest(model, image: ImageSpec, stepper, loglik: np.ndarray, source: dict, row_module=None,
+              states=None, graphs: dict | None = None) -> dict:
     C, H, W = image.shape
     producer = f"torch {torch.__version__} (torch.onnx dynamo exporter)"
-    states = all_state_specs(stepper, W)
+    states = all_state_specs(stepper, W) if states is None else states
     manifest = {
         **model.describe(),
         "precision": "fp32",
         "image": {"channels": C, "height": H, "width": W, "levels": image.levels},
         "head": {"kind": "categorical", "levels": image.levels, "sampler": "inverse-cdf"},
         "conditioning": [],
-        "graphs": {
+        "graphs": graphs or {
             "full": {"file": "full.onnx", **full_io(C, H, W)},
             "step": {"file": "step.onnx", **step_io(stepper, C, W, states=states)},
         },

@@ -46,8 +46,8 @@ def run_parity(model: torch.nn.Module, bundle: Bundle, x: np.ndarray, samples: i
     with torch.inference_mode():
         t_logp = model.log_prob(torch.from_numpy(x), **{k: torch.from_numpy(v) for k, v in context.items()}).numpy()
     t_ll = t_logp.astype(np.float64).reshape(len(x), -1).sum(1)
-    torch_runner = TorchStepRunner(model)
-    torch_row = TorchRowRunner(model) if sched.row_graph else None
+    torch_runner = TorchStepRunner(model, width=img.width)
+    torch_row = TorchRowRunner(model, width=img.width) if sched.row_graph else None
     with open_backend(runtime, bundle.graph_path("full")) as full, step_backends(runtime, bundle) as (step, row):
         log("full graph on held-out images")
         o = evaluate(full, bundle, x, context=context)

@@ -12,13 +12,23 @@ import torch
 from pixelrt.models.heads import gather_logp, inverse_cdf_sample, log_softmax
 
 
+def _build(model: torch.nn.Module, method: str, width: int | None) -> torch.nn.Module:
+    """``model.<method>()``; models whose step modules depend on the image width
+    (``step_needs_width``, e.g. PixelCNN++) get ``width``."""
+    if getattr(model, "step_needs_width", False):
+        if width is None:
+            raise ValueError(f"{type(model).__name__}.{method} needs the image width; pass width=")
+        return getattr(model, method)(width).eval()
+    return getattr(model, method)().eval()
+
+
 class TorchStepRunner:
     """Runs a model's step module on numpy feeds, returning numpy outputs by name."""
 
     name = "torch"
 
-    def __init__(self, model: torch.nn.Module):
-        self.step = model.stepper().eval()
+    def __init__(self, model: torch.nn.Module, width: int | None = None):
+        self.step = _build(model, "stepper", width)
         self.input_names = self.step.input_names()
         self.output_names = self.step.output_names()
 
@@ -32,8 +42,8 @@ class TorchStepRunner:
 class TorchRowRunner(TorchStepRunner):
     """Runs a model's per-row module (``model.row_stepper()``), for bundles whose schedule has a row graph."""
 
-    def __init__(self, model: torch.nn.Module):
-        self.step = model.row_stepper().eval()
+    def __init__(self, model: torch.nn.Module, width: int | None = None):
+        self.step = _build(model, "row_stepper", width)
         self.input_names = self.step.input_names()
         self.output_names = self.step.output_names()
 

@@ -189,14 +189,16 @@ def build_parser() -> argparse.ArgumentParser:
                                    "blocks, random weights. Reports ms per image, FLOPs per pixel and the fraction "
                                    "of this CPU's matmul peak measured in the same run.")
     p.add_argument("--json", default=None, help="write one record per measurement to this file")
-    p.add_argument("--model", default="ref28", choices=["ref28", "vae28", "rowlstm", "diagbilstm"],
+    p.add_argument("--model", default="ref28", choices=["ref28", "vae28", "rowlstm", "diagbilstm", "pp32"],
                    help="ref28: the PixelCNN sampling benchmark; vae28: VAE decoder images/s, ORT vs PyTorch "
                         "(1x28x28, 256 levels, latent 16, random weights); rowlstm / diagbilstm: naive vs cached "
-                        "sampling of a PixelRNN at its default widths on 1x16x16, 256 levels (default: %(default)s)")
+                        "sampling of a PixelRNN at its default widths on 1x16x16, 256 levels; pp32: PixelCNN++ "
+                        "3x32x32, 64 filters, 2 blocks per stage, 5 mixtures, naive vs cached in ORT beside the "
+                        "published Fast PixelCNN++ speed-ups (default: %(default)s)")
     p.add_argument("--batches", default=None,
-                   help="comma-separated batch sizes (default: 1,64 for ref28; 1,64,1024 for vae28)")
+                   help="comma-separated batch sizes (default: 1,64 for ref28; 1,64,1024 for vae28; 1,4,16,64 for pp32)")
     p.add_argument("--naive-rows", type=int, default=1, help="rows timed for the naive sampler (extrapolated)")
-    p.add_argument("--rows", type=int, default=None, help="rows timed for cached sampling (default: all)")
+    p.add_argument("--rows", type=int, default=None, help="rows timed for cached sampling (default: all; pp32: 4)")
     p.add_argument("--threads", type=int, default=None,
                    help="intra-op threads for PyTorch and ONNX Runtime (default: each library's own choice)")
     p.add_argument("--precisions", default="fp32,fp16,int8",
@@ -514,6 +516,13 @@ def cmd_info(args) -> int:
 def cmd_bench(args) -> int:
     from pixelrt.export.bench import run_bench
 
+    if args.model == "pp32":
+        from pixelrt.export.bench_pixelcnnpp import run_pixelcnnpp_bench
+
+        batches = [int(b) for b in (args.batches or "1,4,16,64").split(",") if b.strip()]
+        run_pixelcnnpp_bench(batches, json_path=args.json, rows=args.rows or 4, naive_pixels=max(2, args.naive_rows),
+                             threads=args.threads)
+        return 0
     if args.model == "vae28":
         from pixelrt.export.vae_bench import run_vae_bench
 
