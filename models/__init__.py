@@ -1,7 +1,10 @@
 """PyTorch definitions of pixelrt's models: every layer has a full path and a step path."""
+from pixelrt.models.gated import GatedPixelCNN, GatedPixelCNNConfig
 from pixelrt.models.pixelcnn import PixelCNN, PixelCNNConfig
 from pixelrt.models.registry import get_model, model_names, register_model
 
 register_model("pixelcnn", PixelCNNConfig, "PixelCNN: Mask-A/B convolutions, residual blocks, levels-way softmax")(PixelCNN)
+register_model("gated", GatedPixelCNNConfig, "Gated PixelCNN: vertical + horizontal gated stacks (no blind spot), "
+               "optional label / spatial-map conditioning, levels-way softmax")(GatedPixelCNN)
 
-__all__ = ["PixelCNN", "PixelCNNConfig", "get_model", "model_names", "register_model"]
+__all__ = ["GatedPixelCNN", "GatedPixelCNNConfig", "PixelCNN", "PixelCNNConfig", "get_model", "model_names", "register_model"]

@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="model config override, e.g. --set hidden=64 --set blocks=8 (repeatable)")
     p.add_argument("-o", "--out", required=True, help="checkpoint folder to write")
+    p.add_argument("--condition", choices=["none", "label"], default="none",
+                   help="label: condition on the data set's class labels (models with num_classes, e.g. gated); "
+                        "the number of classes is max label + 1 (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=None, help="passes over the training split (default: 15)")
     p.add_argument("--minutes", type=float, default=None, help="wall-clock budget; stops early when reached")
     p.add_argument("--batch-size", type=int, default=64)
@@ -181,6 +184,20 @@ def _parse_overrides(pairs: list[str]) -> dict:
     return out
 
 
+def _condition_overrides(args, entry, ds) -> dict:
+    """--condition label -> num_classes from the data set's labels (checked against the model's config)."""
+    if getattr(args, "condition", "none") == "none":
+        return {}
+    from dataclasses import fields
+
+    if "num_classes" not in {f.name for f in fields(entry.config_cls)}:
+        raise PixelrtError(f"model {entry.name!r} cannot be label-conditioned; use --model gated")
+    if ds.labels is None:
+        raise PixelrtError(f"{ds.name} has no labels; --condition label needs labelled data (digits, an .npz with "
+                           "'y' or 'labels', MNIST with its labels file, CIFAR-10, class subfolders)")
+    return {"num_classes": int(ds.labels.max()) + 1}
+
+
 def cmd_train(args) -> int:
     from pixelrt.models import get_model
     from pixelrt.models.train import TrainConfig, checkpoint_meta, train
@@ -188,7 +205,8 @@ def cmd_train(args) -> int:
     ds, tr, te, record = _split_data(args)
     entry = get_model(args.model)
     C, H, W = ds.shape
-    config = entry.make_config(**{"channels": C, "levels": ds.levels, **_parse_overrides(args.set)})
+    config = entry.make_config(**{"channels": C, "levels": ds.levels, **_condition_overrides(args, entry, ds),
+                                  **_parse_overrides(args.set)})
     if (config.channels, config.levels) != (C, ds.levels):
         raise PixelrtError(f"--set channels/levels ({config.channels}, {config.levels}) disagree with the data "
                            f"({C}, {ds.levels}); leave them to the data")
