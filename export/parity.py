@@ -14,56 +14,71 @@ import torch
 
 from pixelrt.export.validate import BPD_BUDGET, LOGP_BUDGET
 from pixelrt.models.causality import audit_model
-from pixelrt.models.reference import TorchStepRunner, naive_sample
-from pixelrt.runtime.bundle import Bundle
+from pixelrt.models.reference import TorchRowRunner, TorchStepRunner, naive_sample
+from pixelrt.runtime.backends import step_backends
+from pixelrt.runtime.bundle import Bundle, StepSchedule
 from pixelrt.runtime.evaluate import check_bundle_images, evaluate
 from pixelrt.runtime.ort_backend import OrtBackend
 from pixelrt.runtime.parity import ParityReport, agreement_row, count_row, diff_row
-from pixelrt.runtime.sampler import make_noise, step_loop
+from pixelrt.runtime.sampler import bundle_loop, check_context, make_noise
 
 SAMPLE_AGREEMENT_BUDGET = 0.9  # one inverse-CDF tie at a float boundary changes the rest of that image
 NAIVE_LIMIT = 4096             # sub-pixels x samples above which the O(image)-per-step oracle is skipped
 
 
 def run_parity(model: torch.nn.Module, bundle: Bundle, x: np.ndarray, samples: int = 8, teacher: int = 8,
-               seed: int = 0, progress: bool = False, log=print) -> ParityReport:
-    """x: real images (uint8 N, C, H, W). Returns the report; the caller decides to raise."""
+               seed: int = 0, progress: bool = False, log=print, context: dict | None = None,
+               sample_context: dict | None = None) -> ParityReport:
+    """x: real images (uint8 N, C, H, W). Returns the report; the caller decides to raise.
+
+    context: the conditioning inputs of ``x`` (e.g. {"label": (N,) int64}) for a conditional bundle;
+    sample_context: the same for the ``samples`` sampled images.
+    """
     model = model.eval()
     x = check_bundle_images(bundle, x, "parity data")
     img = bundle.image
+    sched = bundle.step_schedule
+    context = check_context(context, sched.context, len(x))
+    sample_context = check_context(sample_context, sched.context, samples)
+    tf_context = {k: v[:teacher] for k, v in context.items()}
     report = ParityReport(f"parity: {bundle.family} {'x'.join(map(str, img.shape))}, {img.levels} levels, "
                           f"{len(x)} held-out images, {samples} samples (seed {seed})")
     with torch.inference_mode():
-        t_logp = model.log_prob(torch.from_numpy(x)).numpy()
+        t_logp = model.log_prob(torch.from_numpy(x), **{k: torch.from_numpy(v) for k, v in context.items()}).numpy()
     t_ll = t_logp.astype(np.float64).reshape(len(x), -1).sum(1)
     torch_runner = TorchStepRunner(model)
-    with OrtBackend(bundle.graph_path("full")) as full, OrtBackend(bundle.graph_path("step")) as step:
+    torch_row = TorchRowRunner(model) if sched.row_graph else None
+    with OrtBackend(bundle.graph_path("full")) as full, step_backends("ort", bundle) as (step, row):
         log("full graph on held-out images")
-        o = evaluate(full, bundle, x)
+        o = evaluate(full, bundle, x, context=context)
         report.rows.append(diff_row("bits/dim per image: PyTorch vs ORT full", img.bits_per_dim(t_ll),
                                     o.bits_per_dim, BPD_BUDGET, "bits/dim"))
         report.rows.append(diff_row("log p per sub-pixel: PyTorch vs ORT full", t_logp, o.logp, LOGP_BUDGET, "nats"))
 
         log("step graph, teacher-forced")
         xt = x[:teacher]
-        noise = make_noise(len(xt), img, seed)
-        o_tf = step_loop(step, img, bundle.state, noise, force=xt, progress=progress, desc="teacher-forced (ORT)")
-        t_tf = step_loop(torch_runner, img, bundle.state, noise, force=xt, progress=progress, desc="teacher-forced (PyTorch)")
+        noise = make_noise(len(xt), img, seed, sched)
+        o_tf = bundle_loop(step, row, bundle, noise, force=xt, context=tf_context, progress=progress,
+                           desc="teacher-forced (ORT)")
+        t_tf = bundle_loop(torch_runner, torch_row, bundle, noise, force=xt, context=tf_context, progress=progress,
+                           desc="teacher-forced (PyTorch)")
         report.rows.append(diff_row("step vs full conditionals (ORT)", o_tf.logp, o.logp[:teacher], LOGP_BUDGET, "nats"))
         report.rows.append(diff_row("step vs full conditionals (PyTorch)", t_tf.logp, t_logp[:teacher], LOGP_BUDGET, "nats"))
 
         log(f"sampling {samples} images with the step graph")
-        noise = make_noise(samples, img, seed)
-        o_s = step_loop(step, img, bundle.state, noise, progress=progress, desc="sampling (ORT)")
-        o_sf = evaluate(full, bundle, o_s.images)
+        noise = make_noise(samples, img, seed, sched)
+        o_s = bundle_loop(step, row, bundle, noise, context=sample_context, progress=progress, desc="sampling (ORT)")
+        o_sf = evaluate(full, bundle, o_s.images, context=sample_context)
         report.rows.append(diff_row("sampled: summed step log p vs full loglik (ORT)", img.bits_per_dim(o_s.loglik),
                                     o_sf.bits_per_dim, BPD_BUDGET, "bits/dim"))
         report.rows.append(diff_row("sampled: step vs full log p per sub-pixel (ORT)", o_s.logp, o_sf.logp,
                                     LOGP_BUDGET, "nats"))
-    t_s = step_loop(torch_runner, img, bundle.state, noise, progress=progress, desc="sampling (PyTorch)")
+    t_s = bundle_loop(torch_runner, torch_row, bundle, noise, context=sample_context, progress=progress,
+                      desc="sampling (PyTorch)")
     report.rows.append(agreement_row("samples under shared noise: ORT vs PyTorch step", o_s.images, t_s.images,
                                      SAMPLE_AGREEMENT_BUDGET, note="identical sub-pixels"))
-    if samples * img.dims <= NAIVE_LIMIT:
+    per_channel = sched == StepSchedule(img.channels)  # the oracle samples one channel per uniform, unconditioned
+    if samples * img.dims <= NAIVE_LIMIT and per_channel and hasattr(model, "logits_from_float"):
         log("naive oracle (a full forward pass per sub-pixel)")
         n_img, _ = naive_sample(model, noise, img.levels)
         report.rows.append(agreement_row("samples under shared noise: ORT step vs naive oracle", o_s.images, n_img,

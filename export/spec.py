@@ -22,9 +22,15 @@ def state_specs(stepper, width: int) -> list[StateSpec]:
     return specs
 
 
-def full_io(channels: int, height: int, width: int) -> dict:
+def context_io(context: list[dict] | None) -> list[dict]:
+    """Manifest I/O records of per-image conditioning inputs, e.g. [{"name": "label", "dtype": "int64", "shape": []}]
+    (shapes are per image; the batch axis is prepended)."""
+    return [{"name": c["name"], "dtype": c["dtype"], "shape": [BATCH, *c.get("shape", [])]} for c in context or []]
+
+
+def full_io(channels: int, height: int, width: int, context: list[dict] | None = None) -> dict:
     return {
-        "inputs": [{"name": "x", "dtype": "uint8", "shape": [BATCH, channels, height, width]}],
+        "inputs": [{"name": "x", "dtype": "uint8", "shape": [BATCH, channels, height, width]}] + context_io(context),
         "outputs": [
             {"name": "loglik", "dtype": "float32", "shape": [BATCH], "unit": "nats"},
             {"name": "logp", "dtype": "float32", "shape": [BATCH, channels, height, width], "unit": "nats"},
@@ -32,31 +38,41 @@ def full_io(channels: int, height: int, width: int) -> dict:
     }
 
 
-def step_io(stepper, channels: int, width: int) -> dict:
-    states = state_specs(stepper, width)
+def step_io(stepper, channels: int, width: int, states: list[StateSpec] | None = None,
+            context: list[dict] | None = None, channels_per_substep: int = 1, noise_per_substep: int = 1) -> dict:
+    """Step graph I/O. ``states`` defaults to the ring-row caches of a PixelCNN-style ``stepper``;
+    ``row`` states are inputs only (the per-row graph updates them)."""
+    states = state_specs(stepper, width) if states is None else states
+    per = [] if channels_per_substep == 1 else [channels_per_substep]
     inputs = [
         {"name": "pixel", "dtype": "int64", "shape": [BATCH, channels]},
         {"name": "row", "dtype": "int64", "shape": []},
         {"name": "col", "dtype": "int64", "shape": []},
         {"name": "channel", "dtype": "int64", "shape": []},
-        {"name": "force", "dtype": "int64", "shape": [BATCH]},
-        {"name": "noise", "dtype": "float32", "shape": [BATCH]},
-    ] + [{"name": s.name, "dtype": s.dtype, "shape": list(s.shape)} for s in states]
+        {"name": "force", "dtype": "int64", "shape": [BATCH, *per]},
+        {"name": "noise", "dtype": "float32", "shape": [BATCH] + ([] if noise_per_substep == 1 else [noise_per_substep])},
+    ] + [{"name": s.name, "dtype": s.dtype, "shape": list(s.shape)} for s in states] + context_io(context)
     outputs = [
-        {"name": "value", "dtype": "int64", "shape": [BATCH]},
-        {"name": "logp", "dtype": "float32", "shape": [BATCH], "unit": "nats"},
-    ] + [{"name": s.source, "dtype": "float32", "shape": [BATCH, s.shape[1], s.shape[-1]]} for s in states]
+        {"name": "value", "dtype": "int64", "shape": [BATCH, *per]},
+        {"name": "logp", "dtype": "float32", "shape": [BATCH, *per], "unit": "nats"},
+    ] + [{"name": s.source, "dtype": s.dtype,
+          "shape": [BATCH, s.shape[1], s.shape[-1]] if s.update == "ring-row" else list(s.shape)}
+         for s in states if s.update != "row"]
     return {"inputs": inputs, "outputs": outputs}
 
 
-def step_schedule(channels: int) -> dict:
+def step_schedule(channels: int, substeps_per_pixel: int | None = None, noise_per_substep: int = 1,
+                  context: list[dict] | None = None, row_graph: str | None = None,
+                  sampler: str = "inverse-cdf") -> dict:
     return {
         "order": "raster",
-        "substeps_per_pixel": channels,
+        "substeps_per_pixel": channels if substeps_per_pixel is None else substeps_per_pixel,
+        "noise_per_substep": noise_per_substep,
         "commit": "after-last-substep",
-        "sampler": "inverse-cdf",
+        "sampler": sampler,
         "inputs": {"pixel": "pixel", "row": "row", "col": "col", "channel": "channel",
                    "force": "force", "noise": "noise"},
         "outputs": {"value": "value", "logp": "logp"},
-        "row_graph": None,
+        "context": [c["name"] for c in context or []],
+        "row_graph": row_graph,
     }

@@ -29,6 +29,15 @@ class TorchStepRunner:
         return {k: v.numpy() for k, v in zip(self.output_names, outs)}
 
 
+class TorchRowRunner(TorchStepRunner):
+    """Runs a model's per-row module (``model.row_stepper()``), for bundles whose schedule has a row graph."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.step = model.row_stepper().eval()
+        self.input_names = self.step.input_names()
+        self.output_names = self.step.output_names()
+
+
 @torch.inference_mode()
 def naive_sample(model: torch.nn.Module, noise: np.ndarray, levels: int,
                  rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:

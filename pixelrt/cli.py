@@ -119,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", type=int, default=8, help="images run teacher-forced through the step graph")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="write the report as JSON")
+    p.add_argument("--receptive-field", nargs="?", const="auto", default=None, metavar="HxW",
+                   help="only measure the receptive field by autograd Jacobian on an HxW image (default: the "
+                        "model's size, at most 8x8), beside a plain PixelCNN's; exits 1 on a causality violation")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_parity)
 
@@ -250,19 +253,18 @@ def cmd_export(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    from pixelrt.runtime.backends import open_backend
+    from pixelrt.runtime.backends import step_backends
     from pixelrt.runtime.bundle import load_bundle
     from pixelrt.runtime.grid import save_grid
-    from pixelrt.runtime.sampler import make_noise, step_loop
+    from pixelrt.runtime.sampler import bundle_loop, make_noise
 
     if args.num < 1:
         raise PixelrtError(f"-n must be at least 1, got {args.num}")
     bundle = load_bundle(args.bundle)
-    noise = make_noise(args.num, bundle.image, args.seed)
+    noise = make_noise(args.num, bundle.image, args.seed, bundle.step_schedule)
     t0 = time.perf_counter()
-    with open_backend(args.runtime, bundle.graph_path("step")) as step:
-        res = step_loop(step, bundle.image, bundle.state, noise, batch_size=args.batch_size,
-                        progress=not args.no_progress)
+    with step_backends(args.runtime, bundle) as (step, row):
+        res = bundle_loop(step, row, bundle, noise, batch_size=args.batch_size, progress=not args.no_progress)
     dt = time.perf_counter() - t0
     save_grid(res.images, bundle.image.levels, args.out)
     if args.npz:
@@ -300,6 +302,8 @@ def cmd_parity(args) -> int:
     from pixelrt.runtime.bundle import ImageSpec, load_bundle
 
     model, meta = load_checkpoint(args.checkpoint)
+    if args.receptive_field is not None:
+        return _receptive_field(args, model, meta)
     _, _, test, record = _split_data(args, meta.get("data"))
     with tempfile.TemporaryDirectory(prefix="pixelrt-parity-") as tmp:
         if args.bundle:
@@ -314,6 +318,34 @@ def cmd_parity(args) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(report.as_dict(), indent=2) + "\n")
     report.raise_on_miss()
+    return 0
+
+
+def _receptive_field(args, model, meta) -> int:
+    from pixelrt.export.receptive_field import format_fields, measure, plain_pixelcnn
+
+    img = {"height": 8, "width": 8, **meta.get("config", {}), **(meta.get("image") or {})}
+    img.setdefault("channels", 1)
+    img.setdefault("levels", 256)
+    if args.receptive_field == "auto":
+        h, w = min(8, img["height"]), min(8, img["width"])
+    else:
+        try:
+            h, w = (int(v) for v in args.receptive_field.lower().split("x"))
+        except ValueError:
+            raise PixelrtError(f"--receptive-field takes HxW, e.g. 6x6, got {args.receptive_field!r}") from None
+        if h < 2 or w < 2 or h > 16 or w > 16:
+            raise PixelrtError(f"--receptive-field {h}x{w}: use 2..16 per side (the Jacobian has (HW)^2 entries)")
+    shape = (img["channels"], h, w)
+    reports = [measure(model, f"{meta['family']} (this checkpoint)", shape, seed=args.seed)]
+    if meta["family"] != "pixelcnn":
+        reports.append(measure(plain_pixelcnn(img["channels"], img["levels"]), "pixelcnn (default, reference)", shape))
+    print(format_fields(reports))
+    if args.json:
+        Path(args.json).write_text(json.dumps([r.as_dict() for r in reports], indent=2) + "\n")
+    bad = [r for r in reports if r.audit.violations]
+    if bad:
+        raise ParityError(f"causality violated: {', '.join(r.name for r in bad)} read later sub-pixels")
     return 0
 
 

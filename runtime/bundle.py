@@ -63,35 +63,88 @@ class ImageSpec:
         return -np.asarray(loglik_nats, dtype=np.float64) / (self.dims * math.log(2.0))
 
 
+STATE_UPDATES = {
+    "ring-row": "after a pixel's last sub-step, write output `from_output` (B, L, C) at "
+                "[:, :, (row + pad) % rows, col + pad, :] of a (batch, L, rows, W + 2*pad, C) ring buffer",
+    "replace": "after a pixel's last sub-step, replace the whole state by output `from_output`",
+    "row": "after each finished row, replace the state by the per-row graph's output `from_output`",
+}
+
+
 @dataclass(frozen=True)
 class StateSpec:
-    """One state tensor of the step loop: how to allocate it and how the host updates it."""
+    """One state tensor of the step loop: how to allocate it and how the host updates it (STATE_UPDATES)."""
 
     name: str
-    shape: tuple  # ("batch", L, rows, W + 2*pad, C): L stacked layers, channels last
+    shape: tuple  # ("batch", ...); ring-row: ("batch", L, rows, W + 2*pad, C), L stacked layers, channels last
     dtype: str
     init: str           # "zeros"
-    update: str         # "ring-row": write ``source`` (B, L, C) at [:, :, (row+pad) % rows, col+pad, :]
-    source: str         # step output that carries the new column
-    rows: int
-    pad: int
+    update: str         # a key of STATE_UPDATES
+    source: str         # output (of the step graph, or the row graph for "row") that carries the new value
+    rows: int = 0       # ring-row only
+    pad: int = 0        # ring-row only
 
     def allocate(self, batch: int) -> np.ndarray:
         return np.zeros((batch, *self.shape[1:]), dtype=self.dtype)
 
     def to_json(self) -> dict:
+        update = {"kind": self.update, "from_output": self.source}
+        if self.update == "ring-row":
+            update.update(rows=self.rows, pad=self.pad)
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype, "init": self.init,
-                "update": {"kind": self.update, "from_output": self.source, "rows": self.rows, "pad": self.pad}}
+                "update": update}
 
     @classmethod
     def from_json(cls, d: dict) -> "StateSpec":
         u = d["update"]
-        spec = cls(d["name"], tuple(d["shape"]), d["dtype"], d["init"], u["kind"], u["from_output"],
-                   int(u["rows"]), int(u["pad"]))
-        if spec.update != "ring-row" or spec.init != "zeros" or len(spec.shape) != 5:
-            raise ValueError(f"state {spec.name!r}: this pixelrt drives zero-initialised ring-row states shaped "
-                             f"(batch, L, rows, W + 2*pad, C), not {spec.update!r} {list(spec.shape)}")
+        kind = u["kind"]
+        ring = kind == "ring-row"
+        spec = cls(d["name"], tuple(d["shape"]), d["dtype"], d["init"], kind, u["from_output"],
+                   int(u["rows"]) if ring else 0, int(u["pad"]) if ring else 0)
+        if kind not in STATE_UPDATES or spec.init != "zeros" or (ring and len(spec.shape) != 5) or len(spec.shape) < 1:
+            raise ValueError(f"state {spec.name!r}: this pixelrt drives zero-initialised states updated as "
+                             f"{', '.join(STATE_UPDATES)} (ring-row shaped (batch, L, rows, W + 2*pad, C)), "
+                             f"not {kind!r} {list(spec.shape)}")
+        np.dtype(spec.dtype)  # raises TypeError on an unknown dtype name
         return spec
+
+
+@dataclass(frozen=True)
+class StepSchedule:
+    """How the host drives the step graph (manifest ``schedule``); defaults describe a PixelCNN bundle.
+
+    substeps_per_pixel S: graph calls per pixel (C: one channel per call; 1: the whole pixel at once).
+    noise_per_substep K: uniforms each call consumes; a loop's noise is (N, S*K, H, W).
+    context: per-image inputs (e.g. a class label) fed unchanged to every call and to the full graph.
+    row_graph: a graph (key of the manifest's ``graphs``) run once after each finished row; it
+    updates the ``row`` states.
+    """
+
+    substeps_per_pixel: int
+    noise_per_substep: int = 1
+    context: tuple = ()
+    row_graph: str | None = None
+
+    def channels_per_substep(self, channels: int) -> int:
+        return channels // self.substeps_per_pixel
+
+    @property
+    def noise_channels(self) -> int:
+        return self.substeps_per_pixel * self.noise_per_substep
+
+    def to_json(self) -> dict:
+        return {"substeps_per_pixel": self.substeps_per_pixel, "noise_per_substep": self.noise_per_substep,
+                "context": list(self.context), "row_graph": self.row_graph}
+
+    @classmethod
+    def from_json(cls, d: dict | None, channels: int) -> "StepSchedule":
+        d = d or {}
+        sched = cls(int(d.get("substeps_per_pixel", channels)), int(d.get("noise_per_substep", 1)),
+                    tuple(d.get("context") or ()), d.get("row_graph"))
+        if sched.substeps_per_pixel < 1 or channels % sched.substeps_per_pixel or sched.noise_per_substep < 1:
+            raise ValueError(f"schedule: {sched.substeps_per_pixel} sub-steps per pixel with {sched.noise_per_substep} "
+                             f"uniforms each does not fit {channels} channels")
+        return sched
 
 
 @dataclass(frozen=True)
@@ -128,6 +181,15 @@ class Bundle:
     @property
     def schedule(self) -> dict:
         return self.manifest["schedule"]
+
+    @property
+    def step_schedule(self) -> StepSchedule:
+        return StepSchedule.from_json(self.manifest.get("schedule"), self.image.channels)
+
+    @property
+    def context(self) -> tuple:
+        """Per-image inputs (names) the graphs take besides the image, e.g. ("label",)."""
+        return self.step_schedule.context
 
     def graph_path(self, name: str) -> Path:
         if name not in self.graphs:
@@ -198,6 +260,11 @@ def load_bundle(path: str | os.PathLike, verify: bool = True) -> Bundle:
         image = ImageSpec(int(img["channels"]), int(img["height"]), int(img["width"]), int(img["levels"]))
         graphs = {k: GraphSpec(g["file"], g["inputs"], g["outputs"]) for k, g in section("graphs").items()}
         state = [StateSpec.from_json(s) for s in manifest.get("state", [])]
+        sched = StepSchedule.from_json(manifest.get("schedule"), image.channels)
+        if sched.row_graph is not None and sched.row_graph not in graphs:
+            raise KeyError(f"graphs[{sched.row_graph!r}] (the schedule's row graph)")
+        if any(s.update == "row" for s in state) and sched.row_graph is None:
+            raise ValueError("schedule.row_graph: 'row' states need a per-row graph")
         for needed in [g.file for g in graphs.values()] + [section("reference")["file"]]:
             if needed not in files:
                 raise KeyError(f"files[{needed!r}]")

@@ -28,9 +28,15 @@ def check_bundle_images(bundle: Bundle, x: np.ndarray, source: str) -> np.ndarra
 
 
 def evaluate(backend, bundle: Bundle, x: np.ndarray, batch_size: int = 256, source: str = "images",
-             progress: bool = False) -> EvalResult:
-    """Run the full graph over ``x`` (uint8 N, C, H, W) in batches on an active backend."""
+             progress: bool = False, context: dict | None = None) -> EvalResult:
+    """Run the full graph over ``x`` (uint8 N, C, H, W) in batches on an active backend.
+
+    context: the per-image conditioning inputs the bundle names (e.g. {"label": (N,) int64}).
+    """
+    from pixelrt.runtime.sampler import check_context
+
     x = check_bundle_images(bundle, x, source)
+    context = check_context(context, bundle.context, len(x))
     if batch_size < 1:
         raise PixelrtError(f"batch size must be at least 1, got {batch_size}")
     lls, logps = [], []
@@ -40,7 +46,7 @@ def evaluate(backend, bundle: Bundle, x: np.ndarray, batch_size: int = 256, sour
 
         starts = tqdm(starts, desc="evaluating", unit="batch", leave=False)
     for lo in starts:
-        out = backend.infer({"x": x[lo:lo + batch_size]})
+        out = backend.infer({"x": x[lo:lo + batch_size], **{k: v[lo:lo + batch_size] for k, v in context.items()}})
         lls.append(out["loglik"].astype(np.float64))
         logps.append(out["logp"])
     loglik = np.concatenate(lls)

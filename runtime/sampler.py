@@ -16,7 +16,7 @@ import numpy as np
 
 from pixelrt.data import check_images
 from pixelrt.errors import PixelrtError
-from pixelrt.runtime.bundle import ImageSpec, StateSpec
+from pixelrt.runtime.bundle import ImageSpec, StateSpec, StepSchedule
 
 
 @dataclass
@@ -30,16 +30,24 @@ class StepResult:
         return self.logp.astype(np.float64).reshape(len(self.logp), -1).sum(1)
 
 
-def make_noise(n: int, image: ImageSpec, seed: int) -> np.ndarray:
-    """Uniform [0, 1) noise, one value per sub-pixel, (N, C, H, W) float32, deterministic per seed."""
-    return np.random.default_rng(seed).random((n, *image.shape), dtype=np.float32)
+def make_noise(n: int, image: ImageSpec, seed: int, schedule: StepSchedule | None = None) -> np.ndarray:
+    """Uniform [0, 1) noise for ``n`` images, deterministic per seed: (N, S*K, H, W) float32.
+
+    S sub-steps per pixel times K uniforms per sub-step (the schedule's); for a PixelCNN
+    (S = C, K = 1) that is one uniform per sub-pixel, (N, C, H, W).
+    """
+    k = (schedule or StepSchedule(image.channels)).noise_channels
+    return np.random.default_rng(seed).random((n, k, image.height, image.width), dtype=np.float32)
 
 
-def check_noise(noise: np.ndarray, n: int, image: ImageSpec) -> np.ndarray:
+def check_noise(noise: np.ndarray, n: int, image: ImageSpec, schedule: StepSchedule | None = None) -> np.ndarray:
+    k = (schedule or StepSchedule(image.channels)).noise_channels
+    want = (n, k, image.height, image.width)
     if n < 1:
         raise PixelrtError("nothing to sample: the noise array holds no images; ask for at least one")
-    if noise.shape != (n, *image.shape):
-        raise PixelrtError(f"noise has shape {noise.shape}, expected {(n, *image.shape)} (one uniform per sub-pixel)")
+    if noise.shape != want:
+        raise PixelrtError(f"noise has shape {noise.shape}, expected {want} ({k} uniforms per pixel; "
+                           "draw it with make_noise(n, image, seed, schedule))")
     if not np.all(np.isfinite(noise)):
         raise PixelrtError("noise contains NaN or infinity; draw it with make_noise(n, image, seed)")
     if noise.min() < 0.0 or noise.max() >= 1.0:
@@ -47,21 +55,48 @@ def check_noise(noise: np.ndarray, n: int, image: ImageSpec) -> np.ndarray:
     return noise.astype(np.float32, copy=False)
 
 
+def check_context(context: dict | None, names: tuple, n: int) -> dict[str, np.ndarray]:
+    """Per-image inputs (first axis N) for every name the schedule lists, and nothing else."""
+    context = dict(context or {})
+    missing = [k for k in names if k not in context]
+    unknown = [k for k in context if k not in names]
+    if missing:
+        raise PixelrtError(f"this bundle is conditional: it needs {', '.join(missing)} for every image "
+                           f"(e.g. `--label` for a class label)")
+    if unknown:
+        raise PixelrtError(f"this bundle takes no {', '.join(unknown)}"
+                           + (f" (its conditioning inputs: {', '.join(names)})" if names else " (it is unconditional)"))
+    for k, v in context.items():
+        if not isinstance(v, np.ndarray) or len(v) != n:
+            raise PixelrtError(f"conditioning input {k!r} must be an array with one entry per image ({n}), "
+                               f"got {getattr(v, 'shape', type(v).__name__)}")
+    return context
+
+
 def step_loop(runner, image: ImageSpec, state: list[StateSpec], noise: np.ndarray,
               force: np.ndarray | None = None, batch_size: int = 64, progress: bool = False,
-              desc: str = "sampling") -> StepResult:
-    """Run the step graph over every sub-pixel in raster, R->G->B order.
+              desc: str = "sampling", schedule: StepSchedule | None = None, context: dict | None = None,
+              row_runner=None) -> StepResult:
+    """Run the step graph over every pixel in raster order, its sub-steps in R->G->B order.
 
     runner: anything with ``infer(feeds, check=...) -> dict`` (a Backend or the PyTorch reference).
-    noise: (N, C, H, W) uniform [0, 1). force: optional (N, C, H, W) true values for teacher forcing.
+    noise: (N, S*K, H, W) uniform [0, 1) (see make_noise). force: optional (N, C, H, W) true values
+    for teacher forcing. schedule: the bundle's step schedule (default: one channel per call, one
+    uniform each). context: per-image inputs the schedule names, e.g. {"label": (N,) int64}.
+    row_runner: runs the schedule's per-row graph (needed when ``state`` has ``row`` states).
     """
+    schedule = schedule or StepSchedule(image.channels)
     n = len(noise)
-    noise = check_noise(noise, n, image)
+    noise = check_noise(noise, n, image, schedule)
+    context = check_context(context, schedule.context, n)
     if batch_size < 1:
         raise PixelrtError(f"batch size must be at least 1, got {batch_size}")
+    if any(s.update == "row" for s in state) and row_runner is None:
+        raise PixelrtError("this bundle has a per-row graph; pass row_runner (a backend on the bundle's "
+                           f"{schedule.row_graph!r} graph)")
     if force is not None:
-        if force.shape != noise.shape:
-            raise PixelrtError(f"forced images have shape {force.shape}, expected {noise.shape}")
+        if force.shape != (n, *image.shape):
+            raise PixelrtError(f"forced images have shape {force.shape}, expected {(n, *image.shape)}")
         force = check_images(force, image.levels, "forced images")
     images = np.zeros((n, *image.shape), dtype=np.uint8)
     logp = np.zeros((n, *image.shape), dtype=np.float32)
@@ -71,43 +106,85 @@ def step_loop(runner, image: ImageSpec, state: list[StateSpec], noise: np.ndarra
     for lo in range(0, n, batch_size):
         hi = min(n, lo + batch_size)
         forced = None if force is None else force[lo:hi]
-        out_img, out_logp = _loop_batch(runner, image, state, noise[lo:hi], forced, bar)
+        ctx = {k: v[lo:hi] for k, v in context.items()}
+        out_img, out_logp = _loop_batch(runner, row_runner, image, schedule, state, noise[lo:hi], forced, ctx, bar)
         images[lo:hi], logp[lo:hi] = out_img, out_logp
     if bar is not None:
         bar.close()
     return StepResult(images, logp)
 
 
-def _loop_batch(runner, image, state, noise, force, bar):
+def bundle_loop(step, row, bundle, noise: np.ndarray, **kwargs) -> StepResult:
+    """``step_loop`` with a bundle's image, states and schedule (backends from ``step_backends``)."""
+    return step_loop(step, bundle.image, bundle.state, noise, schedule=bundle.step_schedule, row_runner=row, **kwargs)
+
+
+def _wanted(runner) -> set | None:
+    """Input names a runner takes (feeds are filtered to them), or None when it does not say."""
+    names = getattr(runner, "input_names", None)
+    if names is None and getattr(runner, "inputs", None):
+        names = list(runner.inputs)
+    return None if names is None else set(names)
+
+
+def _loop_batch(runner, row_runner, image, schedule, state, noise, force, context, bar):
     B = len(noise)
     C, H, W = image.shape
+    S, K = schedule.substeps_per_pixel, schedule.noise_per_substep
+    cps = C // S
     caches = {s.name: s.allocate(B) for s in state}
-    # (H, W, C, B) layouts make each step's (B,) slice contiguous without a copy.
-    noise_t = np.ascontiguousarray(noise.transpose(2, 3, 1, 0))
-    force_t = (np.full((H, W, C, B), -1, dtype=np.int64) if force is None
-               else np.ascontiguousarray(force.transpose(2, 3, 1, 0)).astype(np.int64))
-    scalars = [np.array(k, dtype=np.int64) for k in range(max(H, W, C))]
+    ring = [s for s in state if s.update == "ring-row"]
+    replace = [s for s in state if s.update == "replace"]
+    row_states = [s for s in state if s.update == "row"]
+    # (H, W, S, B[, K]) and (H, W, S, B[, cps]) layouts make each call's slice contiguous without a copy.
+    noise_t = noise.reshape(B, S, K, H, W).transpose(3, 4, 1, 0, 2)
+    noise_t = np.ascontiguousarray(noise_t[..., 0] if K == 1 else noise_t)
+    force_t = (np.full((H, W, S, B, cps), -1, dtype=np.int64) if force is None
+               else force.reshape(B, S, cps, H, W).transpose(3, 4, 1, 0, 2).astype(np.int64))
+    force_t = np.ascontiguousarray(force_t[..., 0] if cps == 1 else force_t)
+    scalars = [np.array(k, dtype=np.int64) for k in range(max(H, W, S))]
     pixel = np.zeros((B, C), dtype=np.int64)
-    values = np.zeros((H, W, C, B), dtype=np.int64)
-    logps = np.zeros((H, W, C, B), dtype=np.float32)
-    feeds = dict(caches)
+    values = np.zeros((H, W, S, B, cps), dtype=np.int64)
+    logps = np.zeros((H, W, S, B, cps), dtype=np.float32)
+    wanted = _wanted(runner)
+    feeds = {**caches, **context}
     first = True
     for i in range(H):
         for j in range(W):
             pixel[:] = 0
-            for c in range(C):
-                feeds.update(pixel=pixel, row=scalars[i], col=scalars[j], channel=scalars[c],
-                             force=force_t[i, j, c], noise=noise_t[i, j, c])
-                out = runner.infer(feeds, check=first)
+            for s in range(S):
+                feeds.update(pixel=pixel, row=scalars[i], col=scalars[j], channel=scalars[s],
+                             force=force_t[i, j, s], noise=noise_t[i, j, s])
+                call = feeds if wanted is None else {k: feeds[k] for k in wanted if k in feeds}
+                out = runner.infer(call, check=first)
                 first = False
-                values[i, j, c] = out["value"]
-                logps[i, j, c] = out["logp"]
-                pixel[:, c] = out["value"]
-            for s in state:  # commit this pixel's column into each ring buffer, in place
-                caches[s.name][:, :, (i + s.pad) % s.rows, j + s.pad] = out[s.source]
+                values[i, j, s] = np.reshape(out["value"], (B, cps))
+                logps[i, j, s] = np.reshape(out["logp"], (B, cps))
+                pixel[:, s * cps:(s + 1) * cps] = values[i, j, s]
+            for st in ring:  # commit this pixel's column into each ring buffer, in place
+                caches[st.name][:, :, (i + st.pad) % st.rows, j + st.pad] = out[st.source]
+            for st in replace:
+                caches[st.name] = feeds[st.name] = np.ascontiguousarray(out[st.source])
+        if row_states:
+            _run_row_graph(row_runner, i, values[i], caches, feeds, row_states, context)
         if bar is not None:
             bar.update(1)
-    return values.transpose(3, 2, 0, 1).astype(np.uint8), logps.transpose(3, 2, 0, 1)
+    # (H, W, S, B, cps) -> (B, S*cps = C, H, W)
+    images = values.transpose(3, 2, 4, 0, 1).reshape(B, C, H, W)
+    return images.astype(np.uint8), logps.transpose(3, 2, 4, 0, 1).reshape(B, C, H, W)
+
+
+def _run_row_graph(row_runner, i, row_values, caches, feeds, row_states, context):
+    """After row i: feed the finished row (B, C, W) and the row states; replace them by its outputs."""
+    W, S, B, cps = row_values.shape
+    row_pixels = np.ascontiguousarray(row_values.transpose(2, 1, 3, 0).reshape(B, S * cps, W))
+    row_feeds = {"row_pixels": row_pixels, "row": np.array(i, dtype=np.int64), **context,
+                 **{s.name: caches[s.name] for s in row_states}}
+    wanted = _wanted(row_runner)
+    out = row_runner.infer(row_feeds if wanted is None else {k: row_feeds[k] for k in wanted if k in row_feeds},
+                           check=i == 0)
+    for s in row_states:
+        caches[s.name] = feeds[s.name] = np.ascontiguousarray(out[s.source])
 
 
 def _progress(total: int, desc: str, enabled: bool):

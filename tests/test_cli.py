@@ -118,3 +118,14 @@ def test_help_explains_every_command(capsys):
     out = capsys.readouterr().out
     for cmd in ("train", "export", "sample", "eval", "parity", "bench", "demo", "info"):
         assert cmd in out
+
+
+def test_parity_receptive_field_measures_the_blind_spot(trained, capsys):
+    assert main(["parity", str(trained), "--receptive-field", "4x5"]) == 0
+    out = capsys.readouterr().out
+    line = next(l for l in out.splitlines() if l.startswith("pixelcnn (this checkpoint)"))
+    violations, coverage = int(line.split()[-2]), float(line.split()[-1])
+    assert violations == 0 and 0.5 < coverage < 1.0  # PixelCNN's blind spot: part of the past is never read
+    assert "." in out.split("inputs read by output pixel")[1]  # the map shows blind-spot pixels
+    assert main(["parity", str(trained), "--receptive-field", "4by5"]) == 2
+    assert "takes HxW" in capsys.readouterr().err
