@@ -114,6 +114,16 @@ class GatedPixelCNN(nn.Module):
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         return normalize(x, self.config.levels)
 
+    def example_context(self, batch: int, seed: int = 0) -> dict[str, torch.Tensor]:
+        """Valid random conditioning (labels, a standard-normal map) for tracing, validation and audits."""
+        g = torch.Generator().manual_seed(seed)
+        cfg, out = self.config, {}
+        if cfg.num_classes:
+            out["label"] = torch.randint(0, cfg.num_classes, (batch,), generator=g)
+        if cfg.cond_shape:
+            out["cond"] = torch.randn(batch, *cfg.cond_shape, generator=g)
+        return out
+
     def check_context(self, batch: int, label=None, cond=None) -> None:
         check_context(label, cond, self.config.num_classes, self.config.cond_shape, batch)
 
@@ -121,7 +131,7 @@ class GatedPixelCNN(nn.Module):
         """Horizontal-stack output after ``upto`` layers (default all): (B, F, H, W). For layer audits."""
         B, _, H, W = xf.shape
         self.check_context(B, label, cond)
-        if cond is not None and tuple(cond.shape[2:]) != (H, W):
+        if cond is not None and not torch.compiler.is_exporting() and tuple(cond.shape[2:]) != (H, W):
             from pixelrt.errors import PixelrtError
 
             raise PixelrtError(f"cond map is {tuple(cond.shape[2:])} but images are {(H, W)}; they must match")

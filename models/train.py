@@ -14,7 +14,6 @@ import numpy as np
 import torch
 
 from pixelrt.data import Dataset, batches
-from pixelrt.errors import PixelrtError
 from pixelrt.models.checkpoint import save_checkpoint
 
 
@@ -48,18 +47,9 @@ def checkpoint_meta(train_set: Dataset, test_set: Dataset, data_record: dict) ->
 
 def dataset_context(model: torch.nn.Module, ds: Dataset) -> dict[str, np.ndarray]:
     """Per-image conditioning a model takes (``model.context_names``), read from the data set."""
-    names = getattr(model, "context_names", [])
-    context = {}
-    for name in names:
-        if name == "label" and ds.labels is not None:
-            context[name] = ds.labels
-        elif name == "label":
-            raise PixelrtError(f"{ds.name} has no labels, but the model is label-conditional; use labelled data "
-                               "(digits, an .npz with 'y'/'labels', MNIST/CIFAR-10 with labels, class subfolders)")
-        else:
-            raise PixelrtError(f"the model takes a {name!r} input that data sets do not provide; "
-                               "train it through the Python API with that input")
-    return context
+    from pixelrt.runtime.conditioning import data_context
+
+    return data_context(getattr(model, "context_names", []), ds)
 
 
 def _context_batches(x: np.ndarray, context: dict, batch_size: int, shuffle: bool = False, seed: int = 0):

@@ -93,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--out", default="samples.png", help="PNG grid to write (default: %(default)s)")
     p.add_argument("--npz", default=None, help="also save images and per-sub-pixel log-probs to this .npz")
+    p.add_argument("--label", default=None,
+                   help="class label(s) for a label-conditional bundle: one index for every image (--label 3), or "
+                        "a list / range (--label 0,3,7 or 0-9) giving each label an equal block of the -n images, "
+                        "one grid row per label")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--no-progress", action="store_true")
     _add_runtime_arg(p)
@@ -135,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "of this CPU's matmul peak measured in the same run.")
     p.add_argument("--json", default=None, help="write one record per measurement to this file")
     p.add_argument("--batches", default="1,64", help="comma-separated batch sizes (default: %(default)s)")
+    p.add_argument("--model", default="ref28", choices=["ref28", "gated28"],
+                   help="ref28: the PixelCNN above; gated28: Gated PixelCNN 1x28x28, 256 levels, F=32, 8 layers, "
+                        "head 64, random weights, vertical stack in a per-row graph (default: %(default)s)")
     p.add_argument("--naive-rows", type=int, default=1, help="rows timed for the naive sampler (extrapolated)")
     p.add_argument("--rows", type=int, default=None, help="rows timed for cached sampling (default: all)")
     p.add_argument("--threads", type=int, default=None,
@@ -234,6 +241,16 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _model_context(model, ds, n: int) -> dict:
+    """{"context": ...} with the conditioning of ds's first n images, for a conditional model; else {}."""
+    names = getattr(model, "context_names", [])
+    if not names:
+        return {}
+    from pixelrt.runtime.conditioning import data_context
+
+    return {"context": {k: v[:n] for k, v in data_context(names, ds).items()}}
+
+
 def cmd_export(args) -> int:
     from pixelrt.export.bundle_writer import export_bundle
     from pixelrt.models.checkpoint import load_checkpoint
@@ -244,7 +261,8 @@ def cmd_export(args) -> int:
     _, _, test, record = _split_data(args, meta.get("data"))
     t0 = time.perf_counter()
     result = export_bundle(model, image, test.x[: args.reference], args.out, overwrite=args.force,
-                           source={"checkpoint": str(args.checkpoint), "data": record})
+                           source={"checkpoint": str(args.checkpoint), "data": record},
+                           **_model_context(model, test, args.reference))
     c = result.check
     print(f"bundle written to {args.out} in {time.perf_counter() - t0:.1f} s: full.onnx, step.onnx, manifest.json")
     print(f"validated ORT vs PyTorch: full |d bits/dim| {c.full_max_dbpd:.1e}, |d log p| {c.full_max_dlogp:.1e}; "
@@ -262,13 +280,25 @@ def cmd_sample(args) -> int:
         raise PixelrtError(f"-n must be at least 1, got {args.num}")
     bundle = load_bundle(args.bundle)
     noise = make_noise(args.num, bundle.image, args.seed, bundle.step_schedule)
+    context = {}
+    if args.label is not None:
+        from pixelrt.runtime.conditioning import parse_labels
+
+        if "label" not in bundle.context:
+            raise PixelrtError(f"--label: the bundle {args.bundle} is not label-conditional; drop --label")
+        context["label"] = parse_labels(args.label, args.num)
+    elif "label" in bundle.context:
+        raise PixelrtError("this bundle is label-conditional; pass --label (e.g. --label 3, or --label 0-9 for "
+                           "one block of images per class)")
     t0 = time.perf_counter()
     with step_backends(args.runtime, bundle) as (step, row):
-        res = bundle_loop(step, row, bundle, noise, batch_size=args.batch_size, progress=not args.no_progress)
+        res = bundle_loop(step, row, bundle, noise, batch_size=args.batch_size, progress=not args.no_progress,
+                          context=context or None)
     dt = time.perf_counter() - t0
-    save_grid(res.images, bundle.image.levels, args.out)
+    blocks = len(set(context["label"])) if "label" in context else 1  # one grid row per label block
+    save_grid(res.images, bundle.image.levels, args.out, columns=args.num // blocks if blocks > 1 else None)
     if args.npz:
-        np.savez(args.npz, images=res.images, logp=res.logp, seed=args.seed)
+        np.savez(args.npz, images=res.images, logp=res.logp, seed=args.seed, **context)
     bpd = bundle.image.bits_per_dim(res.loglik)
     print(f"sampled {args.num} images with {args.runtime} in {dt:.2f} s ({1e3 * dt / args.num:.1f} ms/image); "
           f"their bits/dim under the model: mean {bpd.mean():.4f}; grid: {args.out}")
@@ -282,11 +312,16 @@ def cmd_eval(args) -> int:
 
     bundle = load_bundle(args.bundle)
     ds, tr, te, record = _split_data(args, bundle.manifest.get("source", {}).get("data"))
-    x = {"test": te, "train": tr, "all": ds}[args.split].x
+    from pixelrt.runtime.conditioning import data_context
+
+    part = {"test": te, "train": tr, "all": ds}[args.split]
+    x = part.x
     with open_backend(args.runtime, bundle.graph_path("full")) as full:
-        res = evaluate(full, bundle, x, args.batch_size, source=f"{record['spec']} ({args.split} split)", progress=True)
+        res = evaluate(full, bundle, x, args.batch_size, source=f"{record['spec']} ({args.split} split)", progress=True,
+                       context=data_context(bundle.context, part))  # labels from the data set
         ref = bundle.reference()
-        again = evaluate(full, bundle, ref["x"], source="bundle reference batch")
+        again = evaluate(full, bundle, ref["x"], source="bundle reference batch",
+                         context={k: ref[k] for k in bundle.context})
     drift = float(abs(again.loglik - ref["loglik"]).max())
     print(f"{record['spec']} {args.split} split: {len(x)} images, {res.mean_bits_per_dim:.4f} bits/dim "
           f"({args.runtime}); reference batch |d loglik| vs export time: {drift:.1e} nats")
@@ -311,9 +346,14 @@ def cmd_parity(args) -> int:
         else:
             print("exporting a bundle to a temporary folder (pass --bundle to compare an existing one)")
             bundle = export_bundle(model, ImageSpec(**meta["image"]), test.x[:8], Path(tmp) / "bundle",
-                                   source={"checkpoint": str(args.checkpoint), "data": record}, log=lambda s: None).bundle
+                                   source={"checkpoint": str(args.checkpoint), "data": record}, log=lambda s: None,
+                                   **_model_context(model, test, 8)).bundle
+        from pixelrt.runtime.conditioning import data_context, sample_context
+
         report = run_parity(model, bundle, test.x[: args.num], samples=args.samples, teacher=args.teacher,
-                            seed=args.seed, progress=not args.no_progress)
+                            seed=args.seed, progress=not args.no_progress,
+                            context={k: v[: args.num] for k, v in data_context(bundle.context, test).items()},
+                            sample_context=sample_context(bundle, args.samples))
     print(report.table())
     if args.json:
         Path(args.json).write_text(json.dumps(report.as_dict(), indent=2) + "\n")
@@ -371,7 +411,8 @@ def cmd_bench(args) -> int:
     from pixelrt.export.bench import run_bench
 
     batches = [int(b) for b in args.batches.split(",") if b.strip()]
-    run_bench(batches, json_path=args.json, naive_rows=args.naive_rows, rows=args.rows, threads=args.threads)
+    run_bench(batches, json_path=args.json, naive_rows=args.naive_rows, rows=args.rows, threads=args.threads,
+              model=args.model)
     return 0
 
 

