@@ -119,7 +119,8 @@ def manifest(model, image: ImageSpec, stepper, rows, loglik: np.ndarray, source:
     doc["conditioning"] = context
     doc["graphs"] = {
         "full": {"file": "full.onnx", **full_io(C, image.height, W, context)},
-        "step": {"file": "step.onnx", **step_io(stepper, C, W, states=states, context=context)},
+        "step": {"file": "step.onnx", **step_io(stepper, C, W, context=context,
+                                                 states=[s for s in states if s.name in stepper.input_names()])},
         "row": {"file": "row.onnx", **_row_io(rows, image, [s for s in states if s.update == "row"], context)},
     }
     doc["state"] = [s.to_json() for s in states]

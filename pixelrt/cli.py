@@ -401,7 +401,8 @@ def cmd_info(args) -> int:
         print(f"  {name:5s} {g.file:10s} {meta['bytes'] / 1024:8.1f} KiB  sha256 {meta['sha256'][:12]}  "
               f"inputs {', '.join(g.input_names())}")
     state_bytes = sum(int(np.prod(s.shape[1:])) * np.dtype(s.dtype).itemsize for s in b.state)
-    print(f"  state: {len(b.state)} ring-row caches, {state_bytes / 1024:.1f} KiB per image")
+    kinds = sorted({s.update for s in b.state})
+    print(f"  state: {len(b.state)} {'/'.join(kinds) or 'ring-row'} state tensors, {state_bytes / 1024:.1f} KiB per image")
     print(f"  reference bits/dim: {', '.join(f'{v:.4f}' for v in m['reference']['bits_per_dim'])}")
     print("  checksums verified")
     return 0

@@ -57,6 +57,12 @@ def test_manifest_declares_row_graph_row_states_and_context(pair):
     for name in model.context_names:
         assert name in bundle.graphs["full"].input_names() and name in bundle.graphs["step"].input_names()
     assert bundle.manifest["validation"]["row_max_dstate"] <= LOGP_BUDGET
+    import onnx
+
+    for key, spec in bundle.graphs.items():  # the manifest's I/O is the graphs' I/O
+        graph = onnx.load(str(bundle.graph_path(key))).graph
+        assert {i.name for i in graph.input} == set(spec.input_names()), key
+        assert {o.name for o in graph.output} == set(spec.output_names()), key
 
 
 @pytest.mark.parametrize("batch", [1, 3])
