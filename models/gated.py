@@ -16,6 +16,7 @@ gate(a) = tanh(a_f) * sigmoid(a_g); cv_l, ch_l are the conditioning biases
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -32,12 +33,13 @@ class GatedPixelCNNConfig:
     channels: int = 1               # image channels C: 1 grey, 3 RGB
     levels: int = 256               # values per sub-pixel
     hidden: int | None = None       # gate width F per stack, divisible by channels (default 64 rounded)
-    layers: int = 5                 # gated layers (each: one vertical + one horizontal), at least 2
+    layers: int = 5                 # gated layers (vertical + horizontal), >= 2; reach k0//2 + (layers-1)*(k//2) = 7
     input_kernel: int = 7           # first layer's kernel k0: vertical (k0//2+1) x k0, horizontal 1 x (k0//2+1)
     kernel: int = 3                 # later layers' kernel k (odd, >= 3)
     head_hidden: int | None = None  # first 1x1 Mask-B output conv, divisible by channels (default 64 rounded)
     num_classes: int = 0            # label conditioning: number of classes (0 = no label)
     cond_shape: list | None = None  # spatial conditioning map (Cc, H, W), H x W = the image's; None = no map
+    default_epochs: ClassVar[int] = 10  # `pixelrt train` default: about PixelCNN's 15-epoch CPU time (docs/gated.md)
 
     def __post_init__(self) -> None:
         if self.hidden is None:

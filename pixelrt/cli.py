@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--condition", choices=["none", "label"], default="none",
                    help="label: condition on the data set's class labels (models with num_classes, e.g. gated); "
                         "the number of classes is max label + 1 (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=None, help="passes over the training split (default: 15)")
+    p.add_argument("--epochs", type=int, default=None, help="passes over the training split (default: 15; gated: 10)")
     p.add_argument("--minutes", type=float, default=None, help="wall-clock budget; stops early when reached")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: 2e-3)")
@@ -229,6 +229,7 @@ def cmd_train(args) -> int:
         raise PixelrtError(f"model config is invalid: {e}") from None
     cfg = TrainConfig(batch_size=args.batch_size, seed=args.seed,
                       time_budget=None if args.minutes is None else args.minutes * 60)
+    cfg.epochs = getattr(config, "default_epochs", cfg.epochs)  # a model's own default; --epochs wins below
     for name in ("epochs", "lr", "weight_decay"):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
