@@ -2,9 +2,13 @@
 from pixelrt.models.gated import GatedPixelCNN, GatedPixelCNNConfig
 from pixelrt.models.pixelcnn import PixelCNN, PixelCNNConfig
 from pixelrt.models.registry import get_model, model_names, register_model
+from pixelrt.models.vae import VAE, VAEConfig
 
 register_model("pixelcnn", PixelCNNConfig, "PixelCNN: Mask-A/B convolutions, residual blocks, levels-way softmax")(PixelCNN)
 register_model("gated", GatedPixelCNNConfig, "Gated PixelCNN: vertical + horizontal gated stacks (no blind spot), "
                "optional label / spatial-map conditioning, levels-way softmax")(GatedPixelCNN)
+register_model("vae", VAEConfig, "VAE: conv encoder, Gaussian latent, discretized-logistic or categorical decoder",
+               kind="vae")(VAE)
 
-__all__ = ["GatedPixelCNN", "GatedPixelCNNConfig", "PixelCNN", "PixelCNNConfig", "get_model", "model_names", "register_model"]
+__all__ = ["GatedPixelCNN", "GatedPixelCNNConfig", "PixelCNN", "PixelCNNConfig", "VAE", "VAEConfig", "get_model",
+           "model_names", "register_model"]

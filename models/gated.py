@@ -16,7 +16,6 @@ gate(a) = tanh(a_f) * sigmoid(a_g); cv_l, ch_l are the conditioning biases
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +38,6 @@ class GatedPixelCNNConfig:
     head_hidden: int | None = None  # first 1x1 Mask-B output conv, divisible by channels (default 64 rounded)
     num_classes: int = 0            # label conditioning: number of classes (0 = no label)
     cond_shape: list | None = None  # spatial conditioning map (Cc, H, W), H x W = the image's; None = no map
-    default_epochs: ClassVar[int] = 10  # `pixelrt train` default: about PixelCNN's 15-epoch CPU time (docs/gated.md)
 
     def __post_init__(self) -> None:
         if self.hidden is None:
@@ -94,6 +92,7 @@ class GatedLayer(nn.Module):
 
 class GatedPixelCNN(nn.Module):
     family = "gated"
+    train_defaults = {"epochs": 10}  # `pixelrt train`: about PixelCNN's 15-epoch CPU time (docs/gated.md)
 
     def __init__(self, config: GatedPixelCNNConfig):
         super().__init__()

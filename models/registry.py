@@ -18,6 +18,7 @@ class ModelEntry:
     config_cls: type
     build: Callable[[Any], nn.Module]
     description: str
+    kind: str = "autoregressive"  # "autoregressive" (full + step graphs) or "vae" (encoder + decoder graphs)
 
     def make_config(self, **overrides) -> Any:
         """Config from keyword overrides; unknown keys are an error naming the known ones."""
@@ -33,13 +34,13 @@ class ModelEntry:
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, config_cls: type, description: str):
+def register_model(name: str, config_cls: type, description: str, kind: str = "autoregressive"):
     """Decorator registering ``build(config) -> nn.Module`` under ``name``; refuses duplicates."""
 
     def wrap(build: Callable[[Any], nn.Module]):
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
-        _REGISTRY[name] = ModelEntry(name, config_cls, build, description)
+        _REGISTRY[name] = ModelEntry(name, config_cls, build, description, kind)
         return build
 
     return wrap

@@ -111,7 +111,7 @@ def train(model: torch.nn.Module, train_set: Dataset, test_set: Dataset, cfg: Tr
         row = {"epoch": epoch, "train_bits_per_dim": float(np.mean(train_bpd)), "test_bits_per_dim": test_bpd,
                "seconds": round(time.perf_counter() - start, 2)}
         result.history.append(row)
-        log(f"epoch {epoch:3d}  train {row['train_bits_per_dim']:.4f}  held-out {test_bpd:.4f} bits/dim"
+        log(f"epoch {epoch:3d}  train {row['train_bits_per_dim']:.4f}  held-out {test_bpd:.4f} {getattr(model, 'metric', 'bits/dim')}"
             f"{'  (best, saved)' if improved else ''}")
         if improved:
             result.best_bits_per_dim, result.best_epoch = test_bpd, epoch

@@ -24,6 +24,9 @@ typical flow:
   pixelrt eval bundles/pixelcnn --data digits         # held-out bits/dim
   pixelrt parity runs/pixelcnn --data digits          # PyTorch vs ORT, step vs full
   pixelrt demo                                        # all of the above in one go
+
+VAE (docs/vae.md): pixelrt train --model vae, then export / sample [--mean] /
+  interpolate --pair A B / eval --iwae K / parity on its checkpoint and bundle.
 """
 
 
@@ -98,16 +101,36 @@ def build_parser() -> argparse.ArgumentParser:
                         "a list / range (--label 0,3,7 or 0-9) giving each label an equal block of the -n images, "
                         "one grid row per label")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--mean", action="store_true",
+                   help="VAE bundles: write the decoder mean of each z instead of a sample of p(x|z)")
     p.add_argument("--no-progress", action="store_true")
     _add_runtime_arg(p)
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("interpolate", help="VAE: decode the straight line between two images' latents",
+                       description="Encodes two images of --data (indices into --split), decodes the decoder mean "
+                                   "at --steps evenly spaced points between their posterior means, and writes one "
+                                   "row: the first image, the decoded points, the second image.")
+    p.add_argument("bundle", help="VAE bundle written by `pixelrt export`")
+    _add_data_args(p, default=None)
+    p.add_argument("--split", choices=["test", "train", "all"], default="test",
+                   help="which images --pair indexes (default: %(default)s, the held-out split)")
+    p.add_argument("--pair", type=int, nargs=2, default=[0, 1], metavar=("A", "B"),
+                   help="indices of the two images (default: 0 1)")
+    p.add_argument("--steps", type=int, default=10, help="decoded points, end points included (default: %(default)s)")
+    p.add_argument("-o", "--out", default="interpolation.png", help="PNG to write (default: %(default)s)")
+    _add_runtime_arg(p)
+    p.set_defaults(func=cmd_interpolate)
 
     p = sub.add_parser("eval", help="bits/dim of a data set under a bundle's full graph",
                        description="Exact log-likelihood through full.onnx; reports bits/dim on the held-out split.")
     p.add_argument("bundle")
     _add_data_args(p, default=None)
     p.add_argument("--split", choices=["test", "train", "all"], default="test")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=256, help="images per call (VAE: latents per decoder call)")
+    p.add_argument("--iwae", type=int, default=None, metavar="K",
+                   help="VAE bundles: ELBO and importance-weighted bounds IWAE-1, 10, ... K (default: 100)")
+    p.add_argument("--seed", type=int, default=0, help="VAE bundles: seed of the latent noise (default: 0)")
     _add_runtime_arg(p)
     p.set_defaults(func=cmd_eval)
 
@@ -122,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=8, help="images sampled (default: %(default)s)")
     p.add_argument("--teacher", type=int, default=8, help="images run teacher-forced through the step graph")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--iwae", type=int, default=None, metavar="K",
+                   help="VAE checkpoints: compare ELBO and IWAE-1, 10, ... K per image (default: 100)")
     p.add_argument("--json", default=None, help="write the report as JSON")
     p.add_argument("--receptive-field", nargs="?", const="auto", default=None, metavar="HxW",
                    help="only measure the receptive field by autograd Jacobian on an HxW image (default: the "
@@ -138,10 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
                                    "blocks, random weights. Reports ms per image, FLOPs per pixel and the fraction "
                                    "of this CPU's matmul peak measured in the same run.")
     p.add_argument("--json", default=None, help="write one record per measurement to this file")
-    p.add_argument("--batches", default="1,64", help="comma-separated batch sizes (default: %(default)s)")
-    p.add_argument("--model", default="ref28", choices=["ref28", "gated28"],
-                   help="ref28: the PixelCNN above; gated28: Gated PixelCNN 1x28x28, 256 levels, F=32, 8 layers, "
-                        "head 64, random weights, vertical stack in a per-row graph (default: %(default)s)")
+    p.add_argument("--model", default="ref28", choices=["ref28", "vae28", "gated28"],
+                   help="ref28: the PixelCNN sampling benchmark; vae28: VAE decoder images/s, ORT vs PyTorch "
+                        "(1x28x28, 256 levels, latent 16, random weights); gated28: Gated PixelCNN 1x28x28, 256 "
+                        "levels, F=32, 8 layers, head 64, random weights, naive vs cached with its per-row graph "
+                        "(default: %(default)s)")
+    p.add_argument("--batches", default=None,
+                   help="comma-separated batch sizes (default: 1,64 for ref28 and gated28; 1,64,1024 for vae28)")
     p.add_argument("--naive-rows", type=int, default=1, help="rows timed for the naive sampler (extrapolated)")
     p.add_argument("--rows", type=int, default=None, help="rows timed for cached sampling (default: all)")
     p.add_argument("--threads", type=int, default=None,
@@ -215,11 +243,12 @@ def cmd_train(args) -> int:
     ds, tr, te, record = _split_data(args)
     entry = get_model(args.model)
     C, H, W = ds.shape
-    config = entry.make_config(**{"channels": C, "levels": ds.levels, **_condition_overrides(args, entry, ds),
+    sizes = {"height": H, "width": W} if entry.kind == "vae" else {}  # a VAE's dense layers fix the geometry
+    config = entry.make_config(**{"channels": C, "levels": ds.levels, **sizes, **_condition_overrides(args, entry, ds),
                                   **_parse_overrides(args.set)})
-    if (config.channels, config.levels) != (C, ds.levels):
-        raise PixelrtError(f"--set channels/levels ({config.channels}, {config.levels}) disagree with the data "
-                           f"({C}, {ds.levels}); leave them to the data")
+    if (config.channels, config.levels) != (C, ds.levels) or any(getattr(config, k) != v for k, v in sizes.items()):
+        raise PixelrtError(f"--set channels/levels/height/width disagree with the data ({C}x{H}x{W}, "
+                           f"{ds.levels} levels); leave them to the data")
     out = Path(args.out)
     if out.exists() and not args.force:
         raise PixelrtError(f"{out} already exists; choose another -o or pass --force to replace it")
@@ -229,7 +258,8 @@ def cmd_train(args) -> int:
         raise PixelrtError(f"model config is invalid: {e}") from None
     cfg = TrainConfig(batch_size=args.batch_size, seed=args.seed,
                       time_budget=None if args.minutes is None else args.minutes * 60)
-    cfg.epochs = getattr(config, "default_epochs", cfg.epochs)  # a model's own default; --epochs wins below
+    for name, value in getattr(model, "train_defaults", {}).items():  # a family's own defaults, before flags
+        setattr(cfg, name, value)
     for name in ("epochs", "lr", "weight_decay"):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
@@ -237,7 +267,7 @@ def cmd_train(args) -> int:
     print(f"training {args.model} ({params / 1e6:.2f} M parameters) on {ds.name}: {len(tr)} train / {len(te)} "
           f"held-out images of {C}x{H}x{W}, {ds.levels} levels")
     result = train(model, tr, te, cfg, out, checkpoint_meta(tr, te, record), progress=not args.no_progress)
-    print(f"best held-out {result.best_bits_per_dim:.4f} bits/dim at epoch {result.best_epoch} "
+    print(f"best held-out {result.best_bits_per_dim:.4f} {getattr(model, 'metric', 'bits/dim')} at epoch {result.best_epoch} "
           f"({result.seconds:.0f} s); checkpoint: {out}")
     return 0
 
@@ -260,6 +290,10 @@ def cmd_export(args) -> int:
     model, meta = load_checkpoint(args.checkpoint)
     image = ImageSpec(**meta["image"])
     _, _, test, record = _split_data(args, meta.get("data"))
+    if getattr(model, "bundle_kind", None) == "vae":
+        from pixelrt.vae_commands import vae_export
+
+        return vae_export(args, model, meta, test.x, record)
     t0 = time.perf_counter()
     result = export_bundle(model, image, test.x[: args.reference], args.out, overwrite=args.force,
                            source={"checkpoint": str(args.checkpoint), "data": record},
@@ -280,6 +314,12 @@ def cmd_sample(args) -> int:
     if args.num < 1:
         raise PixelrtError(f"-n must be at least 1, got {args.num}")
     bundle = load_bundle(args.bundle)
+    if bundle.kind == "vae":
+        from pixelrt.vae_commands import vae_sample
+
+        return vae_sample(args, bundle)
+    if args.mean:
+        raise PixelrtError(f"--mean applies to VAE bundles; {args.bundle} is a {bundle.family} bundle")
     noise = make_noise(args.num, bundle.image, args.seed, bundle.step_schedule)
     context = {}
     if args.label is not None:
@@ -317,6 +357,13 @@ def cmd_eval(args) -> int:
 
     part = {"test": te, "train": tr, "all": ds}[args.split]
     x = part.x
+    if bundle.kind == "vae":
+        from pixelrt.vae_commands import vae_eval
+
+        return vae_eval(args, bundle, x, f"{record['spec']} ({args.split} split)")
+    if args.iwae is not None:
+        raise PixelrtError(f"--iwae applies to VAE bundles; {args.bundle} is a {bundle.family} bundle, whose "
+                           "log-likelihood is exact")
     with open_backend(args.runtime, bundle.graph_path("full")) as full:
         res = evaluate(full, bundle, x, args.batch_size, source=f"{record['spec']} ({args.split} split)", progress=True,
                        context=data_context(bundle.context, part))  # labels from the data set
@@ -327,6 +374,17 @@ def cmd_eval(args) -> int:
     print(f"{record['spec']} {args.split} split: {len(x)} images, {res.mean_bits_per_dim:.4f} bits/dim "
           f"({args.runtime}); reference batch |d loglik| vs export time: {drift:.1e} nats")
     return 0
+
+
+def cmd_interpolate(args) -> int:
+    from pixelrt.runtime.bundle import load_bundle
+    from pixelrt.vae_commands import vae_interpolate
+
+    bundle = load_bundle(args.bundle)
+    if bundle.kind != "vae":
+        raise PixelrtError(f"interpolate needs a VAE bundle; {args.bundle} is a {bundle.family} bundle")
+    ds, tr, te, _ = _split_data(args, bundle.manifest.get("source", {}).get("data"))
+    return vae_interpolate(args, bundle, {"test": te, "train": tr, "all": ds}[args.split].x)
 
 
 def cmd_parity(args) -> int:
@@ -341,6 +399,10 @@ def cmd_parity(args) -> int:
     if args.receptive_field is not None:
         return _receptive_field(args, model, meta)
     _, _, test, record = _split_data(args, meta.get("data"))
+    if getattr(model, "bundle_kind", None) == "vae":
+        from pixelrt.vae_commands import vae_parity
+
+        return vae_parity(args, model, meta, test.x, record)
     with tempfile.TemporaryDirectory(prefix="pixelrt-parity-") as tmp:
         if args.bundle:
             bundle = load_bundle(args.bundle)
@@ -397,6 +459,9 @@ def cmd_info(args) -> int:
     m = b.manifest
     print(f"{b.root}: {b.family} bundle, format {m['format_version']}, precision {b.precision}")
     print(f"  image {'x'.join(map(str, b.image.shape))}, {b.image.levels} levels, head {m['head']['kind']}")
+    if b.kind == "vae":
+        print(f"  kind vae: latent {m['latent']['size']}, {m['latent']['prior']} prior, {m['latent']['posterior']} "
+              "posterior; reference bits/dim below are the ELBO's")
     for name, g in b.graphs.items():
         meta = m["files"][g.file]
         print(f"  {name:5s} {g.file:10s} {meta['bytes'] / 1024:8.1f} KiB  sha256 {meta['sha256'][:12]}  "
@@ -412,7 +477,13 @@ def cmd_info(args) -> int:
 def cmd_bench(args) -> int:
     from pixelrt.export.bench import run_bench
 
-    batches = [int(b) for b in args.batches.split(",") if b.strip()]
+    if args.model == "vae28":
+        from pixelrt.export.vae_bench import run_vae_bench
+
+        batches = [int(b) for b in (args.batches or "1,64,1024").split(",") if b.strip()]
+        run_vae_bench(batches, json_path=args.json, threads=args.threads)
+        return 0
+    batches = [int(b) for b in (args.batches or "1,64").split(",") if b.strip()]
     run_bench(batches, json_path=args.json, naive_rows=args.naive_rows, rows=args.rows, threads=args.threads,
               model=args.model)
     return 0

@@ -25,6 +25,8 @@ FORMAT = "pixelrt-bundle"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 REEXPORT = "re-run `pixelrt export CKPT -o BUNDLE/`"
+# Bundle kinds (manifest key ``kind``; absent means autoregressive) and the graphs each must have.
+KINDS = {"autoregressive": (), "vae": ("encoder", "decoder")}
 
 
 def sha256_file(path: Path) -> str:
@@ -175,6 +177,11 @@ class Bundle:
         return self.manifest["family"]
 
     @property
+    def kind(self) -> str:
+        """Bundle kind: autoregressive (full + step graphs, the step loop) or vae (encoder + decoder graphs)."""
+        return self.manifest.get("kind", "autoregressive")
+
+    @property
     def precision(self) -> str:
         return self.manifest.get("precision", "fp32")
 
@@ -269,6 +276,14 @@ def load_bundle(path: str | os.PathLike, verify: bool = True) -> Bundle:
             if needed not in files:
                 raise KeyError(f"files[{needed!r}]")
         str(section("head")["kind"])
+        kind = manifest.get("kind", "autoregressive")
+        if kind not in KINDS:
+            raise ValueError(f"'kind' ({kind!r}; this pixelrt reads {', '.join(KINDS)} bundles)")
+        for needed in KINDS[kind]:
+            if needed not in graphs:
+                raise KeyError(f"graphs[{needed!r}]")
+        if kind == "vae" and int(section("latent")["size"]) < 1:
+            raise ValueError("latent.size (must be at least 1)")
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise BundleError(f"{where} is missing or has a malformed entry {e}; {REEXPORT}") from None
     if verify:

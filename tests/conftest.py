@@ -51,3 +51,33 @@ def grey_bundle(tmp_path_factory):
 def rgb_bundle(tmp_path_factory):
     """(model, bundle): 3x4x5 images, 5 levels, R->G->B channel groups."""
     return _bundle(tmp_path_factory, 3, 4, 5, 5, "rgb")
+
+
+def tiny_vae(channels: int, height: int, width: int, levels: int, likelihood: str, seed: int = 0):
+    from pixelrt.models import VAE, VAEConfig
+
+    torch.manual_seed(seed)
+    cfg = VAEConfig(channels=channels, levels=levels, height=height, width=width, latent=3, hidden=4, downsample=1,
+                    dense=16, likelihood=likelihood)
+    return VAE(cfg).eval()
+
+
+def _vae_bundle(tmp_path_factory, channels, height, width, levels, likelihood, name):
+    from pixelrt.export.vae_export import export_vae_bundle
+
+    model = tiny_vae(channels, height, width, levels, likelihood)
+    x = np.random.default_rng(1).integers(0, levels, (5, channels, height, width)).astype(np.uint8)
+    out = tmp_path_factory.mktemp(name) / "bundle"
+    return model, export_vae_bundle(model, ImageSpec(channels, height, width, levels), x, out, log=lambda s: None).bundle
+
+
+@pytest.fixture(scope="session")
+def vae_grey_bundle(tmp_path_factory):
+    """(model, bundle): VAE, 1x5x6 images, 7 levels, discretized logistic, latent 3."""
+    return _vae_bundle(tmp_path_factory, 1, 5, 6, 7, "logistic", "vae-grey")
+
+
+@pytest.fixture(scope="session")
+def vae_rgb_bundle(tmp_path_factory):
+    """(model, bundle): VAE, 3x4x5 images, 5 levels, levels-way categorical, latent 3."""
+    return _vae_bundle(tmp_path_factory, 3, 4, 5, 5, "categorical", "vae-rgb")

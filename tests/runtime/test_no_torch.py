@@ -161,6 +161,7 @@ TORCH_FREE = {"pixelrt": "pixelrt", "runtime": "pixelrt.runtime", "calibration":
 LAZY_EXPORT_COMMANDS = {
     "pixelrt/cli.py": {"cmd_train", "cmd_export", "cmd_parity", "_receptive_field", "cmd_bench", "cmd_demo"},
     "pixelrt/demo.py": {"run_demo"},
+    "pixelrt/vae_commands.py": {"vae_export", "vae_parity"},
 }
 
 
