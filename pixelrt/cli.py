@@ -314,6 +314,8 @@ def cmd_sample(args) -> int:
     if args.num < 1:
         raise PixelrtError(f"-n must be at least 1, got {args.num}")
     bundle = load_bundle(args.bundle)
+    if args.label is not None and "label" not in bundle.context:
+        raise PixelrtError(f"--label: the bundle {args.bundle} is not label-conditional; drop --label")
     if bundle.kind == "vae":
         from pixelrt.vae_commands import vae_sample
 
@@ -325,8 +327,6 @@ def cmd_sample(args) -> int:
     if args.label is not None:
         from pixelrt.runtime.conditioning import parse_labels
 
-        if "label" not in bundle.context:
-            raise PixelrtError(f"--label: the bundle {args.bundle} is not label-conditional; drop --label")
         context["label"] = parse_labels(args.label, args.num)
     elif "label" in bundle.context:
         raise PixelrtError("this bundle is label-conditional; pass --label (e.g. --label 3, or --label 0-9 for "
