@@ -20,7 +20,8 @@ import pixelrt
 from pixelrt.atomic import atomic_directory
 from pixelrt.errors import PixelrtError
 from pixelrt.export.onnx_export import OPSET, TRACE_BATCH, export_full, export_step
-from pixelrt.export.spec import full_io, state_specs, step_io, step_schedule
+from pixelrt.export.row_graph import ROW_FILE, all_state_specs, export_row, has_row_graph, row_io, validate_row
+from pixelrt.export.spec import full_io, step_io, step_schedule
 from pixelrt.export.validate import ExportCheck, validate_bundle
 from pixelrt.runtime.bundle import Bundle, ImageSpec, load_bundle, write_manifest
 
@@ -58,15 +59,21 @@ def export_bundle(model: torch.nn.Module, image: ImageSpec, reference_x: np.ndar
         export_full(model, image.shape, tmp / "full.onnx")
         log("exporting step.onnx (one sub-pixel from cached rows, sampling inside the graph)")
         stepper = export_step(model, C, W, tmp / "step.onnx")
+        row_module = None
+        if has_row_graph(stepper):
+            log(f"exporting {ROW_FILE} (run once per finished row, unrolled over its {W} columns)")
+            row_module = export_row(model, stepper, C, W, tmp / ROW_FILE)
         with torch.inference_mode():
             ll = model(torch.from_numpy(reference_x)).double().numpy()
         np.savez(tmp / REFERENCE, x=reference_x, loglik=ll)
-        manifest = _manifest(model, image, stepper, ll, source or {})
+        manifest = _manifest(model, image, stepper, ll, source or {}, row_module)
         write_manifest(tmp, manifest)
         check_x = reference_x if len(reference_x) != TRACE_BATCH else np.concatenate([reference_x, reference_x[:1]])
         log(f"validating with ONNX Runtime at batch {len(check_x)} (traced at batch {TRACE_BATCH})")
         check = validate_bundle(load_bundle(tmp), model, check_x)
         manifest["validation"] = check.as_dict()
+        if row_module is not None:
+            manifest["validation"]["row_max_delta"] = validate_row(load_bundle(tmp), model, len(check_x))
         write_manifest(tmp, manifest)
     return ExportResult(load_bundle(out), check)
 
@@ -75,10 +82,11 @@ def _file_meta(producer: str) -> dict:
     return {"opset": OPSET, "producer": producer, "onnx": onnx.__version__}
 
 
-def _manifest(model, image: ImageSpec, stepper, loglik: np.ndarray, source: dict) -> dict:
+def _manifest(model, image: ImageSpec, stepper, loglik: np.ndarray, source: dict, row_module=None) -> dict:
     C, H, W = image.shape
     producer = f"torch {torch.__version__} (torch.onnx dynamo exporter)"
-    return {
+    states = all_state_specs(stepper, W)
+    manifest = {
         **model.describe(),
         "precision": "fp32",
         "image": {"channels": C, "height": H, "width": W, "levels": image.levels},
@@ -86,10 +94,10 @@ def _manifest(model, image: ImageSpec, stepper, loglik: np.ndarray, source: dict
         "conditioning": [],
         "graphs": {
             "full": {"file": "full.onnx", **full_io(C, H, W)},
-            "step": {"file": "step.onnx", **step_io(stepper, C, W)},
+            "step": {"file": "step.onnx", **step_io(stepper, C, W, states=states)},
         },
-        "state": [s.to_json() for s in state_specs(stepper, W)],
-        "schedule": step_schedule(C),
+        "state": [s.to_json() for s in states],
+        "schedule": step_schedule(C, row_graph=None if row_module is None else "row"),
         "files": {"full.onnx": _file_meta(producer), "step.onnx": _file_meta(producer), REFERENCE: {}},
         "reference": {"file": REFERENCE, "images": int(len(loglik)), "loglik_nats": [float(v) for v in loglik],
                       "bits_per_dim": [float(v) for v in image.bits_per_dim(loglik)]},
@@ -98,3 +106,7 @@ def _manifest(model, image: ImageSpec, stepper, loglik: np.ndarray, source: dict
                      "onnxruntime": onnxruntime.__version__, "python": platform.python_version()},
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+    if row_module is not None:
+        manifest["graphs"]["row"] = {"file": ROW_FILE, **row_io(row_module, stepper, C, W)}
+        manifest["files"][ROW_FILE] = _file_meta(producer)
+    return manifest

@@ -75,13 +75,19 @@ def step_example(stepper: nn.Module, channels: int, width: int, batch: int = TRA
         torch.full((batch,), -1, dtype=torch.long),
         torch.full((batch,), 0.5),
         *(torch.zeros(batch, *c.shape(width, n)) for c, n in stepper.caches),
+        *(torch.zeros(batch, *shape) for _, _, shape in _row_states(stepper, width)),  # per-row graph's states
     )
+
+
+def _row_states(stepper, width: int) -> list:
+    return stepper.row_states(width) if hasattr(stepper, "row_states") else []
 
 
 def export_step(model: nn.Module, channels: int, width: int, path: Path) -> nn.Module:
     stepper = model.stepper().eval()
     args = step_example(stepper, channels, width)
     batch = torch.export.Dim("batch", min=1, max=65536)
-    dyn = ({0: batch}, None, None, None, {0: batch}, {0: batch}, *({0: batch} for _ in stepper.caches))
+    dyn = ({0: batch}, None, None, None, {0: batch}, {0: batch},
+           *({0: batch} for _ in [*stepper.caches, *_row_states(stepper, width)]))
     _export(stepper, args, path, stepper.input_names(), stepper.output_names(), dyn)
     return stepper

@@ -62,6 +62,13 @@ class GatedPixelCNNStep(nn.Module):
         """(geometry, stacked layers) of each ring-row state, in input order."""
         return [(self.window_0.spec, 1), (self.window_1.spec, self.window_1.layers)]
 
+    def row_states(self, width: int) -> list[tuple[str, str, tuple]]:
+        """(name, row-graph output, per-image shape) of each ``row`` state (export/row_graph.py's protocol)."""
+        L, Fw, C, p0, p = self.layers, self.width, self.channels, self.window_0.spec.pad, self.window_1.spec.pad
+        shapes = {"vrows_0": (C, p0, width + 2 * p0), "vrows_1": (L - 1, Fw, p, width + 2 * p),
+                  "link": (L, width, 2 * Fw)}
+        return [(name, f"new_{name}", shape) for name, shape in shapes.items()]
+
     def input_names(self) -> list[str]:
         return (["pixel", "row", "col", "channel", "force", "noise"] + self.context_names
                 + ["cache_0", "cache_1", "link"])

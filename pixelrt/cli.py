@@ -163,11 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "blocks, random weights. Reports ms per image, FLOPs per pixel and the fraction "
                                    "of this CPU's matmul peak measured in the same run.")
     p.add_argument("--json", default=None, help="write one record per measurement to this file")
-    p.add_argument("--model", default="ref28", choices=["ref28", "vae28", "gated28"],
+    p.add_argument("--model", default="ref28", choices=["ref28", "vae28", "rowlstm", "diagbilstm", "gated28"],
                    help="ref28: the PixelCNN sampling benchmark; vae28: VAE decoder images/s, ORT vs PyTorch "
-                        "(1x28x28, 256 levels, latent 16, random weights); gated28: Gated PixelCNN 1x28x28, 256 "
-                        "levels, F=32, 8 layers, head 64, random weights, naive vs cached with its per-row graph "
-                        "(default: %(default)s)")
+                        "(1x28x28, 256 levels, latent 16, random weights); rowlstm / diagbilstm: naive vs cached "
+                        "sampling of a PixelRNN at its default widths on 1x16x16, 256 levels; gated28: Gated "
+                        "PixelCNN 1x28x28, 256 levels, F=32, 8 layers, head 64, random weights, naive vs cached "
+                        "with its per-row graph (default: %(default)s)")
     p.add_argument("--batches", default=None,
                    help="comma-separated batch sizes (default: 1,64 for ref28 and gated28; 1,64,1024 for vae28)")
     p.add_argument("--naive-rows", type=int, default=1, help="rows timed for the naive sampler (extrapolated)")
@@ -299,7 +300,8 @@ def cmd_export(args) -> int:
                            source={"checkpoint": str(args.checkpoint), "data": record},
                            **_model_context(model, test, args.reference))
     c = result.check
-    print(f"bundle written to {args.out} in {time.perf_counter() - t0:.1f} s: full.onnx, step.onnx, manifest.json")
+    graphs = ", ".join(g.file for g in result.bundle.graphs.values())  # full, step and any per-row graph
+    print(f"bundle written to {args.out} in {time.perf_counter() - t0:.1f} s: {graphs}, manifest.json")
     print(f"validated ORT vs PyTorch: full |d bits/dim| {c.full_max_dbpd:.1e}, |d log p| {c.full_max_dlogp:.1e}; "
           f"step |d log p| {c.step_max_dlogp:.1e} over {c.positions} sub-pixel positions")
     return 0
@@ -484,6 +486,11 @@ def cmd_bench(args) -> int:
         run_vae_bench(batches, json_path=args.json, threads=args.threads)
         return 0
     batches = [int(b) for b in (args.batches or "1,64").split(",") if b.strip()]
+    if args.model in ("rowlstm", "diagbilstm"):  # the PixelRNN family: export/bench_pixelrnn.py
+        from pixelrt.export.bench_pixelrnn import run_rnn_bench
+
+        run_rnn_bench(args.model, batches, naive_rows=args.naive_rows, rows=args.rows, threads=args.threads)
+        return 0
     run_bench(batches, json_path=args.json, naive_rows=args.naive_rows, rows=args.rows, threads=args.threads,
               model=args.model)
     return 0

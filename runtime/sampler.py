@@ -182,7 +182,8 @@ def _run_row_graph(row_runner, i, row_values, caches, feeds, row_states, context
     """After row i: feed the finished row (B, C, W) and the row states; replace them by its outputs."""
     W, S, B, cps = row_values.shape
     row_pixels = np.ascontiguousarray(row_values.transpose(2, 1, 3, 0).reshape(B, S * cps, W))
-    row_feeds = {"row_pixels": row_pixels, "row": np.array(i, dtype=np.int64), **context,
+    # Every state is offered (feeds are filtered to the graph's inputs): a row graph may read the step's caches.
+    row_feeds = {**caches, "row_pixels": row_pixels, "row": np.array(i, dtype=np.int64), **context,
                  **{s.name: caches[s.name] for s in row_states}}
     wanted = _wanted(row_runner)
     out = row_runner.infer(row_feeds if wanted is None else {k: row_feeds[k] for k in wanted if k in row_feeds},

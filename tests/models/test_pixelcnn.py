@@ -6,7 +6,8 @@ import torch
 from pixelrt.export.spec import state_specs
 from pixelrt.models import get_model, model_names
 from pixelrt.models.causality import audit_model
-from pixelrt.models.reference import TorchStepRunner, naive_sample
+from pixelrt.export.row_graph import all_state_specs
+from pixelrt.models.reference import TorchRowRunner, TorchStepRunner, naive_sample
 from pixelrt.runtime.bundle import ImageSpec
 from pixelrt.runtime.sampler import make_noise, step_loop
 from tests.conftest import tiny_pixelcnn
@@ -94,15 +95,8 @@ def test_every_registered_model_is_causal_and_steps_like_it_runs(name):
     image = ImageSpec(1, 4, 4, 4)
     x = np.random.default_rng(0).integers(0, 4, (2, *image.shape)).astype(np.uint8)
     runner = TorchStepRunner(model)
-    states, loop = state_specs(runner.step, 4), {}
-    if hasattr(model, "row_stepper"):  # a per-row graph (the Gated PixelCNN's vertical stack)
-        from pixelrt.export.gated_export import row_states
-        from pixelrt.models.reference import TorchRowRunner
-        from pixelrt.runtime.bundle import StepSchedule
-
-        loop = {"row_runner": TorchRowRunner(model), "schedule": StepSchedule(1, row_graph="row")}
-        states = states + row_states(loop["row_runner"].step, 1, 4)
-    res = step_loop(runner, image, states, make_noise(2, image, 0), force=x, **loop)
+    row = TorchRowRunner(model) if hasattr(model, "row_stepper") else None  # models with a per-row graph
+    res = step_loop(runner, image, all_state_specs(runner.step, 4), make_noise(2, image, 0), force=x, row_runner=row)
     with torch.no_grad():
         assert np.abs(res.logp - model.log_prob(torch.from_numpy(x)).numpy()).max() < 1e-4
 

@@ -1,0 +1,186 @@
+"""Row LSTM (van den Oord et al. 2016, the seed's PixelRNN section) with a cached step path.
+
+    x -> 7x7 Mask-A conv (2h) -> [Row LSTM residual layer] x n -> ReLU -> 1x1 Mask-B (head)
+      -> ReLU -> 1x1 Mask-B (C * levels logits) -> levels-way softmax per sub-pixel
+
+Row LSTM layer: gates = K^is (*) x  +  K^ss (*) h_{row-1}, with
+  K^is: 1 x k conv along the row, Mask B with R->G->B groups (precomputed for all rows),
+  K^ss: unmasked 1 x k conv over the previous row's h;
+  c = f * c_{row-1} + i * g, h = o * tanh(c); output x + 1x1 Mask-B projection of h.
+Rows run sequentially, columns in parallel. The receptive field is the seed's triangle:
+the previous row's state reaches k//2 columns further each row, so pixels far to the
+left on the current row and the far corners above are never seen (coverage < 1).
+
+Step path: the cell at (i, j) needs the current row's layer inputs left of j (a one-row
+ring cache, k//2 zero columns of padding) and the previous row's h at j-k//2..j+k//2 and
+c at j (a two-row ring cache of [h, c]). Both are ordinary ring-row states, so the bundle
+format and the step loop are those of PixelCNN; per-step cost is O(k * width of a layer).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pixelrt.models.heads import gather_logp, log_softmax
+from pixelrt.models.layers import ConvWindowStack, MaskedConv2d, RowCache
+from pixelrt.models.lstm_layers import (CategoricalStepHead, LSTMResidual, MaskedGateConv, lstm_update,
+                                        read_window, stacked_matmul, state_window_weight)
+from pixelrt.models.pixelcnn import normalize
+
+
+@dataclass
+class RowLSTMConfig:
+    channels: int = 1              # image channels C: 1 grey, 3 RGB
+    levels: int = 256              # values per sub-pixel
+    hidden: int | None = None      # backbone width 2h, divisible by 2*channels (default: 64 rounded to fit)
+    state: int | None = None       # LSTM state channels h, divisible by channels (default: hidden // 2 rounded)
+    layers: int = 2                # Row LSTM residual layers
+    input_kernel: int = 7          # Mask-A input conv size (odd)
+    row_kernel: int = 3            # k of the 1 x k input-to-state and state-to-state convs (odd)
+    head_hidden: int | None = None  # first 1x1 Mask-B output conv (default: 64 rounded to fit)
+
+    def __post_init__(self) -> None:
+        if self.hidden is None:
+            self.hidden = 64 // (2 * self.channels) * (2 * self.channels)
+        if self.state is None:
+            self.state = self.hidden // 2 // self.channels * self.channels
+        if self.head_hidden is None:
+            self.head_hidden = 64 // self.channels * self.channels
+
+    def validate(self) -> None:
+        if not 2 <= self.levels <= 256:
+            raise ValueError(f"levels must be in 2..256 (uint8 images), got {self.levels}")
+        if self.hidden % (2 * self.channels):
+            raise ValueError(f"hidden={self.hidden} must be divisible by 2*channels={2 * self.channels}")
+        for name in ("state", "head_hidden"):
+            if getattr(self, name) < self.channels or getattr(self, name) % self.channels:
+                raise ValueError(f"{name}={getattr(self, name)} must be a positive multiple of channels={self.channels}")
+        for name in ("input_kernel", "row_kernel"):
+            k = getattr(self, name)
+            if k < 1 or k % 2 == 0:
+                raise ValueError(f"{name}={k} must be a positive odd number")
+        if self.layers < 1:
+            raise ValueError(f"layers={self.layers} must be at least 1")
+
+
+class RowLSTMLayer(LSTMResidual):
+    def __init__(self, width: int, state: int, kernel: int, groups: int):
+        super().__init__(width, state, groups)
+        self.kernel = kernel
+        self.input_to_state = MaskedGateConv(width, state, kernel, groups)
+        self.state_to_state = nn.Conv1d(state, 4 * state, kernel, padding=kernel // 2, bias=False)
+        nn.init.normal_(self.state_to_state.weight, std=1.0 / (kernel * state) ** 0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 2h, H, W)
+        B, _, H, W = x.shape
+        pre = self.input_to_state(x)  # (B, 4s, H, W): every row's input-to-state at once
+        h = c = x.new_zeros(B, self.state, W)
+        rows = []
+        for i in range(H):  # rows sequential, columns parallel (unrolled at the traced H when exported)
+            h, c = lstm_update(pre[:, :, i] + self.state_to_state(h), c)
+            rows.append(h)
+        return x + self.project(torch.stack(rows, dim=2))
+
+
+class RowLSTM(nn.Module):
+    family = "rowlstm"
+
+    def __init__(self, config: RowLSTMConfig):
+        super().__init__()
+        config.validate()
+        self.config = config
+        C, w = config.channels, config.hidden
+        self.input_conv = MaskedConv2d(C, w, config.input_kernel, "A", C)
+        self.layers = nn.ModuleList(RowLSTMLayer(w, config.state, config.row_kernel, C) for _ in range(config.layers))
+        self.head_hidden = MaskedConv2d(w, config.head_hidden, 1, "B", C)
+        self.head_out = MaskedConv2d(config.head_hidden, C * config.levels, 1, "B", C)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return normalize(x, self.config.levels)
+
+    def logits_from_float(self, xf: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) normalised input -> (B, C, levels, H, W) logits."""
+        h = self.input_conv(xf)
+        for layer in self.layers:
+            h = layer(h)
+        out = self.head_out(F.relu(self.head_hidden(F.relu(h))))
+        B, _, H, W = out.shape
+        return out.reshape(B, self.config.channels, self.config.levels, H, W)
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) integer image -> (B, C, H, W) log p of each sub-pixel given its past, nats."""
+        logp = log_softmax(self.logits_from_float(self.normalize(x)), dim=2)
+        return gather_logp(logp, x.long(), dim=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-image log-likelihood in nats, (B,)."""
+        return self.log_prob(x).flatten(1).sum(1)
+
+    def stepper(self) -> "RowLSTMStep":
+        return RowLSTMStep(self)
+
+    def describe(self) -> dict:
+        return {"family": self.family, "config": asdict(self.config)}
+
+
+class RowLSTMStep(nn.Module):
+    """One sub-pixel of a Row LSTM from cached rows.
+
+    Inputs: pixel, row, col, channel, force, noise (as PixelCNNStep), and
+      cache_0 (B, 1, 4, W+6, C)      the input conv's rows (7x7 Mask A)
+      cache_1 (B, n, 1, W+2p, 2h)    each layer's input on the current row (1 x k input-to-state)
+      cache_2 (B, n, 2, W+2p, 2s)    each layer's [h, c] on the previous and current row
+    Outputs: value, logp, new_0 (B, 1, C), new_1 (B, n, 2h), new_2 (B, n, 2s).
+    """
+
+    def __init__(self, model: RowLSTM):
+        super().__init__()
+        cfg = model.config
+        self.levels, self.state, self.n = cfg.levels, cfg.state, cfg.layers
+        k, p = cfg.row_kernel, cfg.row_kernel // 2
+        self.pad = p
+        self.input_window = ConvWindowStack([model.input_conv])
+        self.input_centre = model.input_conv.stepper()
+        layers = list(model.layers)
+        self.register_buffer("w_is_window", torch.stack([m.input_to_state.window() for m in layers]))  # (n, k*2h, 4s)
+        self.register_buffer("w_is_centre", torch.stack([m.input_to_state.centre() for m in layers]))  # (n, 2h, 4s)
+        self.register_buffer("b_is", torch.stack([m.input_to_state.bias.detach() for m in layers]))  # (n, 4s)
+        self.register_buffer("w_ss", torch.stack([state_window_weight(m.state_to_state.weight) for m in layers]))
+        self.projects = nn.ModuleList(m.project.stepper() for m in layers)
+        self.head = CategoricalStepHead(model.head_hidden, model.head_out, cfg.channels, cfg.levels)
+        self.register_buffer("offsets", torch.arange(k))
+        self.caches_ = [(self.input_window.spec, 1), (RowCache(cfg.hidden, 1, p), cfg.layers),
+                        (RowCache(2 * cfg.state, 2, p), cfg.layers)]
+
+    @property
+    def caches(self) -> list[tuple[RowCache, int]]:
+        return self.caches_
+
+    def input_names(self) -> list[str]:
+        return ["pixel", "row", "col", "channel", "force", "noise", "cache_0", "cache_1", "cache_2"]
+
+    def output_names(self) -> list[str]:
+        return ["value", "logp", "new_0", "new_1", "new_2"]
+
+    def forward(self, pixel, row, col, channel, force, noise, input_cache, row_inputs, row_states):
+        s = self.state
+        x = self.input_centre(normalize(pixel, self.levels)) + self.input_window(input_cache, row, col)[0]  # (B, 2h)
+        # Everything read from the caches is in the past, so it is computed for all layers up front.
+        left = read_window(row_inputs, torch.zeros_like(row), col, self.offsets)  # (B, n, k, 2h)
+        is_left = stacked_matmul(left, self.w_is_window)  # (n, B, 4s)
+        above = read_window(row_states, torch.remainder(row - 1 + self.pad, 2), col, self.offsets)  # (B, n, k, 2s)
+        ss = stacked_matmul(above[..., :s].contiguous(), self.w_ss)  # (n, B, 4s)
+        c_above = above[:, :, self.pad, s:]  # (B, n, s)
+        new_inputs, new_states = [], []
+        for l, project in enumerate(self.projects):
+            gates = x @ self.w_is_centre[l] + self.b_is[l] + is_left[l] + ss[l]
+            h, c = lstm_update(gates, c_above[:, l])
+            new_inputs.append(x)
+            new_states.append(torch.cat([h, c], dim=1))
+            x = x + project(h)
+        value, logp, full = self.head(x, pixel, channel, force, noise)
+        return (value, logp, normalize(full, self.levels).unsqueeze(1), torch.stack(new_inputs, 1),
+                torch.stack(new_states, 1))

@@ -1,0 +1,59 @@
+"""Row LSTM bundles: ORT == PyTorch at two image sizes (same weights), and the whole parity table."""
+import numpy as np
+import pytest
+import torch
+
+from pixelrt.export.onnx_export import export_full
+from pixelrt.export.parity import run_parity
+from pixelrt.export.validate import BPD_BUDGET, LOGP_BUDGET
+from pixelrt.runtime.bundle import ImageSpec
+from pixelrt.runtime.ort_backend import OrtBackend
+from tests.models.test_rowlstm import tiny_rowlstm
+
+
+@pytest.fixture(scope="module")
+def rowlstm_bundle(tmp_path_factory):
+    from pixelrt.export.bundle_writer import export_bundle
+
+    model = tiny_rowlstm(1, levels=7)
+    image = ImageSpec(1, 5, 6, 7)
+    x = np.random.default_rng(1).integers(0, 7, (5, *image.shape)).astype(np.uint8)
+    out = tmp_path_factory.mktemp("rowlstm") / "bundle"
+    return model, export_bundle(model, image, x, out, log=lambda s: None).bundle
+
+
+@pytest.mark.slow  # a second export of the unrolled graph: a minute on a loaded 2-core machine
+def test_full_graph_is_exported_for_its_image_size_and_a_second_size_works(rowlstm_bundle, tmp_path):
+    """The row recurrence is unrolled at the traced H (the bundle is for one size): the 5x6 bundle's graph
+    declares 5x6, and the same weights exported at 7x4 agree with PyTorch at 7x4."""
+    model, bundle = rowlstm_bundle
+    assert bundle.graphs["full"].inputs[0]["shape"][1:] == [1, 5, 6]
+    export_full(model, (1, 7, 4), tmp_path / "full_7x4.onnx")
+    for path, shape in ((bundle.graph_path("full"), (1, 5, 6)), (tmp_path / "full_7x4.onnx", (1, 7, 4))):
+        x = np.random.default_rng(2).integers(0, 7, (3, *shape)).astype(np.uint8)
+        with OrtBackend(path) as full:
+            out = full.infer({"x": x})
+        with torch.no_grad():
+            ref = model.log_prob(torch.from_numpy(x)).numpy()
+        image = ImageSpec(*shape, 7)
+        dbpd = np.abs(image.bits_per_dim(out["loglik"]) - image.bits_per_dim(ref.reshape(3, -1).sum(1)))
+        assert dbpd.max() <= BPD_BUDGET
+        assert np.abs(out["logp"] - ref).max() <= LOGP_BUDGET
+
+
+def test_bundle_is_for_the_traced_image_size(rowlstm_bundle):
+    _, bundle = rowlstm_bundle
+    assert bundle.graphs["full"].inputs[0]["shape"][1:] == [1, 5, 6]
+    assert bundle.step_schedule.row_graph is None and {s.update for s in bundle.state} == {"ring-row"}
+
+
+def test_parity_table_passes_every_budget(rowlstm_bundle):
+    model, bundle = rowlstm_bundle
+    x = np.random.default_rng(3).integers(0, 7, (6, *bundle.image.shape)).astype(np.uint8)
+    report = run_parity(model, bundle, x, samples=4, teacher=4, log=lambda s: None)
+    failed = [r.check for r in report.rows if not r.ok]
+    assert not failed, failed
+    checks = {r.check: r for r in report.rows}
+    assert checks["sampled: summed step log p vs full loglik (ORT)"].max <= BPD_BUDGET
+    assert checks["step vs full conditionals (ORT)"].max <= LOGP_BUDGET
+    assert checks["samples under shared noise: ORT step vs naive oracle"].mean >= 0.9
