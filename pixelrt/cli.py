@@ -152,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only measure the receptive field by autograd Jacobian on an HxW image (default: the "
                         "model's size, at most 8x8), beside a plain PixelCNN's; exits 1 on a causality violation")
     p.add_argument("--no-progress", action="store_true")
+    _add_runtime_arg(p)
     p.set_defaults(func=cmd_parity)
 
     p = sub.add_parser("info", help="show a bundle's manifest summary and verify its checksums")
@@ -176,6 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None,
                    help="intra-op threads for PyTorch and ONNX Runtime (default: each library's own choice)")
     p.set_defaults(func=cmd_bench)
+
+    from pixelrt.gpu_cli import add_commands as add_gpu_commands
+
+    add_gpu_commands(sub)  # doctor, build-engine
 
     p = sub.add_parser("demo", help="train on digits, export, sample, evaluate and check parity in one go",
                        description="About two minutes on 2 CPU cores; every output lands in one folder.")
@@ -416,7 +421,7 @@ def cmd_parity(args) -> int:
         from pixelrt.runtime.conditioning import data_context, sample_context
 
         report = run_parity(model, bundle, test.x[: args.num], samples=args.samples, teacher=args.teacher,
-                            seed=args.seed, progress=not args.no_progress,
+                            seed=args.seed, progress=not args.no_progress, runtime=args.runtime,
                             context={k: v[: args.num] for k, v in data_context(bundle.context, test).items()},
                             sample_context=sample_context(bundle, args.samples))
     print(report.table())
