@@ -47,15 +47,43 @@ class BenchSpec:
     config: dict = field(hash=False)
     image: ImageSpec
     seed: int = 0
+    family: str = "pixelcnn"  # registered model name
 
     def build(self) -> PixelCNN:
         torch.manual_seed(self.seed)
+        if self.family != "pixelcnn":
+            from pixelrt.models import get_model
+
+            entry = get_model(self.family)
+            return entry.build(entry.make_config(**self.config)).eval()
         return PixelCNN(PixelCNNConfig(**self.config)).eval()
 
 
 REF28 = BenchSpec("ref28", dict(channels=1, levels=256, hidden=64, blocks=8, head_hidden=64),
                   ImageSpec(1, 28, 28, 256))
 MODELS = {"ref28": REF28}
+
+
+def _gated28():
+    from pixelrt.export.gated_bench import gated28
+
+    return gated28()
+
+
+MODELS["gated28"] = None  # built lazily by _spec (its FLOP counts live in export/gated_bench.py)
+
+
+def _spec(name: str) -> BenchSpec:
+    return _gated28() if name == "gated28" else MODELS[name]
+
+
+def _flops(spec: BenchSpec, cfg) -> tuple[int, int]:
+    """(cached step, dense full forward) FLOPs per pixel of the spec's family."""
+    if spec.family == "gated":
+        from pixelrt.export import gated_bench
+
+        return gated_bench.step_flops_per_pixel(cfg), gated_bench.dense_flops_per_pixel(cfg)
+    return step_flops_per_pixel(cfg), dense_flops_per_pixel(cfg)
 
 
 # -- work and peak ---------------------------------------------------------------
@@ -130,7 +158,7 @@ def time_naive(model: PixelCNN, image: ImageSpec, batch: int, rows: int, repeats
 
 
 def time_cached(runner, image: ImageSpec, state, batch: int, rows: int, repeats: int = 3,
-                budget_s: float = 4.0, seed: int = 0) -> float:
+                budget_s: float = 4.0, seed: int = 0, schedule=None, row_runner=None) -> float:
     """Seconds per image for ``step_loop(runner, ...)`` over ``rows`` rows, scaled to the full height.
 
     One warm-up row first (session/allocator/kernel caches), then the best of up to
@@ -141,9 +169,10 @@ def time_cached(runner, image: ImageSpec, state, batch: int, rows: int, repeats:
     rows = min(rows, image.height)
     sub = ImageSpec(image.channels, rows, image.width, image.levels)
     warm = ImageSpec(image.channels, 1, image.width, image.levels)
-    step_loop(runner, warm, state, make_noise(batch, warm, seed), batch_size=batch)
-    noise = make_noise(batch, sub, seed)
-    dt = _best_of(lambda: step_loop(runner, sub, state, noise, batch_size=batch), repeats, budget_s)
+    loop = dict(batch_size=batch, schedule=schedule, row_runner=row_runner)  # row graph: e.g. gated's vertical stack
+    step_loop(runner, warm, state, make_noise(batch, warm, seed, schedule), **loop)
+    noise = make_noise(batch, sub, seed, schedule)
+    dt = _best_of(lambda: step_loop(runner, sub, state, noise, **loop), repeats, budget_s)
     return dt * image.height / rows / batch
 
 
@@ -170,7 +199,7 @@ def run_bench(batches: list[int], json_path: str | os.PathLike | None = None, na
     if spec is None:
         if model not in MODELS:
             raise PixelrtError(f"unknown bench model {model!r}; choose one of {', '.join(MODELS)}")
-        spec = MODELS[model]
+        spec = _spec(model)
     if not batches or min(batches) < 1:
         raise PixelrtError(f"batch sizes must be positive integers, got {batches}")
     if naive_rows < 1 or (rows is not None and rows < 1):
@@ -182,7 +211,7 @@ def run_bench(batches: list[int], json_path: str | os.PathLike | None = None, na
     image, H = spec.image, spec.image.height
     net = spec.build()
     cfg = net.config
-    step_fpp, dense_fpp = step_flops_per_pixel(cfg), dense_flops_per_pixel(cfg)
+    step_fpp, dense_fpp = _flops(spec, cfg)
     naive_fpp = dense_fpp * image.height * image.width * image.channels  # one full forward per sub-pixel
     cached_rows, naive_rows = min(rows or H, H), min(naive_rows, H)
     log("measuring the matmul peak (float32 1024^3 numpy, best of 10)")
@@ -202,12 +231,22 @@ def run_bench(batches: list[int], json_path: str | os.PathLike | None = None, na
                         "rows_timed": timed_rows, "height": H, "load_avg_1m": round(_load(), 2),
                         "extrapolated_from_rows": timed_rows if timed_rows < H else None})
 
-    with tempfile.TemporaryDirectory(prefix="pixelrt-bench-") as tmp:
+    from contextlib import ExitStack
+
+    with tempfile.TemporaryDirectory(prefix="pixelrt-bench-") as tmp, ExitStack() as stack:
         log(f"exporting {spec.name} to a temporary bundle")
         x_ref = np.random.default_rng(0).integers(0, image.levels, (4, *image.shape)).astype(np.uint8)
         bundle = export_bundle(net, image, x_ref, Path(tmp) / spec.name, log=lambda s: None).bundle
         torch_runner = TorchStepRunner(net)
         reduced = _reduced_bundles(bundle, [p for p in precisions if p != "fp32"], x_ref, Path(tmp), log)
+        sched = bundle.step_schedule
+        rows_torch = rows_ort = None
+        if sched.row_graph:
+            from pixelrt.models.reference import TorchRowRunner
+
+            rows_torch = TorchRowRunner(net)
+            rows_ort = stack.enter_context(OrtBackend(bundle.graph_path(sched.row_graph), threads=threads or 0))
+        row_of = {"torch": rows_torch, "ort": rows_ort}
         with OrtBackend(bundle.graph_path("step"), threads=threads or 0) as ort_runner:
             for b in batches:
                 log(f"[batch {b}] naive torch, {naive_rows} of {H} rows ...")
@@ -215,7 +254,8 @@ def run_bench(batches: list[int], json_path: str | os.PathLike | None = None, na
                 record("torch", "naive", b, sec, naive_fpp, naive_rows)
                 for name, runner in (("torch", torch_runner), ("ort", ort_runner)):
                     log(f"[batch {b}] cached {name}, {cached_rows} of {H} rows ...")
-                    sec = time_cached(runner, image, bundle.state, b, cached_rows, seed=spec.seed)
+                    sec = time_cached(runner, image, bundle.state, b, cached_rows, seed=spec.seed, schedule=sched,
+                                      row_runner=row_of[name])
                     record(name, "cached", b, sec, step_fpp, cached_rows)
                 for precision, rb in reduced.items():
                     log(f"[batch {b}] cached ort {precision}, {cached_rows} of {H} rows ...")

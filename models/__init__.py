@@ -1,4 +1,5 @@
 """PyTorch definitions of pixelrt's models: every layer has a full path and a step path."""
+from pixelrt.models.gated import GatedPixelCNN, GatedPixelCNNConfig
 from pixelrt.models.pixelcnn import PixelCNN, PixelCNNConfig
 from pixelrt.models.diagbilstm import DiagBiLSTM, DiagBiLSTMConfig
 from pixelrt.models.pixelcnnpp import PixelCNNPP, PixelCNNPPConfig
@@ -9,10 +10,13 @@ from pixelrt.models.vae import VAE, VAEConfig
 register_model("pixelcnn", PixelCNNConfig, "PixelCNN: Mask-A/B convolutions, residual blocks, levels-way softmax")(PixelCNN)
 register_model("pixelcnnpp", PixelCNNPPConfig, "PixelCNN++: shifted convs, u/ul streams over 3 resolutions, "
                "discretized logistic mixture")(PixelCNNPP)
+register_model("gated", GatedPixelCNNConfig, "Gated PixelCNN: vertical + horizontal gated stacks (no blind spot), "
+               "optional label / spatial-map conditioning, levels-way softmax")(GatedPixelCNN)
 register_model("vae", VAEConfig, "VAE: conv encoder, Gaussian latent, discretized-logistic or categorical decoder",
                kind="vae")(VAE)
 register_model("rowlstm", RowLSTMConfig, "Row LSTM (PixelRNN): 1 x k masked input-to-state, previous-row state-to-state")(RowLSTM)
 register_model("diagbilstm", DiagBiLSTMConfig, "Diagonal BiLSTM (PixelRNN): skewed diagonal LSTM streams, reverse stream per finished row")(DiagBiLSTM)
 
-__all__ = ["PixelCNN", "PixelCNNConfig", "PixelCNNPP", "PixelCNNPPConfig", "VAE", "VAEConfig", "get_model",
+__all__ = ["GatedPixelCNN", "GatedPixelCNNConfig", "PixelCNN", "PixelCNNConfig", "PixelCNNPP", "PixelCNNPPConfig",
+           "VAE", "VAEConfig", "get_model",
            "model_names", "register_model"]

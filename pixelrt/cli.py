@@ -64,7 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="model config override, e.g. --set hidden=64 --set blocks=8 (repeatable)")
     p.add_argument("-o", "--out", required=True, help="checkpoint folder to write")
-    p.add_argument("--epochs", type=int, default=None, help="passes over the training split (default: 15)")
+    p.add_argument("--condition", choices=["none", "label"], default="none",
+                   help="label: condition on the data set's class labels (models with num_classes, e.g. gated); "
+                        "the number of classes is max label + 1 (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=None, help="passes over the training split (default: 15; gated: 10)")
     p.add_argument("--minutes", type=float, default=None, help="wall-clock budget; stops early when reached")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: 2e-3)")
@@ -94,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--out", default="samples.png", help="PNG grid to write (default: %(default)s)")
     p.add_argument("--npz", default=None, help="also save images and per-sub-pixel log-probs to this .npz")
+    p.add_argument("--label", default=None,
+                   help="class label(s) for a label-conditional bundle: one index for every image (--label 3), or "
+                        "a list / range (--label 0,3,7 or 0-9) giving each label an equal block of the -n images, "
+                        "one grid row per label")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--mean", action="store_true",
                    help="VAE bundles: write the decoder mean of each z instead of a sample of p(x|z)")
@@ -189,14 +196,17 @@ def build_parser() -> argparse.ArgumentParser:
                                    "blocks, random weights. Reports ms per image, FLOPs per pixel and the fraction "
                                    "of this CPU's matmul peak measured in the same run.")
     p.add_argument("--json", default=None, help="write one record per measurement to this file")
-    p.add_argument("--model", default="ref28", choices=["ref28", "vae28", "rowlstm", "diagbilstm", "pp32"],
+    p.add_argument("--model", default="ref28", choices=["ref28", "vae28", "rowlstm", "diagbilstm", "gated28", "pp32"],
                    help="ref28: the PixelCNN sampling benchmark; vae28: VAE decoder images/s, ORT vs PyTorch "
                         "(1x28x28, 256 levels, latent 16, random weights); rowlstm / diagbilstm: naive vs cached "
-                        "sampling of a PixelRNN at its default widths on 1x16x16, 256 levels; pp32: PixelCNN++ "
-                        "3x32x32, 64 filters, 2 blocks per stage, 5 mixtures, naive vs cached in ORT beside the "
-                        "published Fast PixelCNN++ speed-ups (default: %(default)s)")
+                        "sampling of a PixelRNN at its default widths on 1x16x16, 256 levels; gated28: Gated "
+                        "PixelCNN 1x28x28, 256 levels, F=32, 8 layers, head 64, random weights, naive vs cached "
+                        "with its per-row graph; pp32: PixelCNN++ 3x32x32, 64 filters, 2 blocks per stage, "
+                        "5 mixtures, naive vs cached in ORT beside the published Fast PixelCNN++ speed-ups "
+                        "(default: %(default)s)")
     p.add_argument("--batches", default=None,
-                   help="comma-separated batch sizes (default: 1,64 for ref28; 1,64,1024 for vae28; 1,4,16,64 for pp32)")
+                   help="comma-separated batch sizes (default: 1,64 for ref28 and gated28; 1,64,1024 for vae28; "
+                        "1,4,16,64 for pp32)")
     p.add_argument("--naive-rows", type=int, default=1, help="rows timed for the naive sampler (extrapolated)")
     p.add_argument("--rows", type=int, default=None, help="rows timed for cached sampling (default: all; pp32: 4)")
     p.add_argument("--threads", type=int, default=None,
@@ -256,6 +266,20 @@ def _parse_overrides(pairs: list[str]) -> dict:
     return out
 
 
+def _condition_overrides(args, entry, ds) -> dict:
+    """--condition label -> num_classes from the data set's labels (checked against the model's config)."""
+    if getattr(args, "condition", "none") == "none":
+        return {}
+    from dataclasses import fields
+
+    if "num_classes" not in {f.name for f in fields(entry.config_cls)}:
+        raise PixelrtError(f"model {entry.name!r} cannot be label-conditioned; use --model gated")
+    if ds.labels is None:
+        raise PixelrtError(f"{ds.name} has no labels; --condition label needs labelled data (digits, an .npz with "
+                           "'y' or 'labels', MNIST with its labels file, CIFAR-10, class subfolders)")
+    return {"num_classes": int(ds.labels.max()) + 1}
+
+
 def cmd_train(args) -> int:
     from pixelrt.models import get_model
     from pixelrt.models.train import TrainConfig, checkpoint_meta, train
@@ -264,7 +288,8 @@ def cmd_train(args) -> int:
     entry = get_model(args.model)
     C, H, W = ds.shape
     sizes = {"height": H, "width": W} if entry.kind == "vae" else {}  # a VAE's dense layers fix the geometry
-    config = entry.make_config(**{"channels": C, "levels": ds.levels, **sizes, **_parse_overrides(args.set)})
+    config = entry.make_config(**{"channels": C, "levels": ds.levels, **sizes, **_condition_overrides(args, entry, ds),
+                                  **_parse_overrides(args.set)})
     if (config.channels, config.levels) != (C, ds.levels) or any(getattr(config, k) != v for k, v in sizes.items()):
         raise PixelrtError(f"--set channels/levels/height/width disagree with the data ({C}x{H}x{W}, "
                            f"{ds.levels} levels); leave them to the data")
@@ -291,6 +316,16 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _model_context(model, ds, n: int) -> dict:
+    """{"context": ...} with the conditioning of ds's first n images, for a conditional model; else {}."""
+    names = getattr(model, "context_names", [])
+    if not names:
+        return {}
+    from pixelrt.runtime.conditioning import data_context
+
+    return {"context": {k: v[:n] for k, v in data_context(names, ds).items()}}
+
+
 def cmd_export(args) -> int:
     from pixelrt.export.bundle_writer import export_bundle
     from pixelrt.models.checkpoint import load_checkpoint
@@ -305,7 +340,8 @@ def cmd_export(args) -> int:
         return vae_export(args, model, meta, test.x, record)
     t0 = time.perf_counter()
     result = export_bundle(model, image, test.x[: args.reference], args.out, overwrite=args.force,
-                           source={"checkpoint": str(args.checkpoint), "data": record})
+                           source={"checkpoint": str(args.checkpoint), "data": record},
+                           **_model_context(model, test, args.reference))
     c = result.check
     graphs = ", ".join(g.file for g in result.bundle.graphs.values())  # full, step and any per-row graph
     print(f"bundle written to {args.out} in {time.perf_counter() - t0:.1f} s: {graphs}, manifest.json")
@@ -323,6 +359,8 @@ def cmd_sample(args) -> int:
     if args.num < 1:
         raise PixelrtError(f"-n must be at least 1, got {args.num}")
     bundle = load_bundle(args.bundle)
+    if args.label is not None and "label" not in bundle.context:
+        raise PixelrtError(f"--label: the bundle {args.bundle} is not label-conditional; drop --label")
     if bundle.kind == "vae":
         from pixelrt.vae_commands import vae_sample
 
@@ -330,13 +368,23 @@ def cmd_sample(args) -> int:
     if args.mean:
         raise PixelrtError(f"--mean applies to VAE bundles; {args.bundle} is a {bundle.family} bundle")
     noise = make_noise(args.num, bundle.image, args.seed, bundle.step_schedule)
+    context = {}
+    if args.label is not None:
+        from pixelrt.runtime.conditioning import parse_labels
+
+        context["label"] = parse_labels(args.label, args.num)
+    elif "label" in bundle.context:
+        raise PixelrtError("this bundle is label-conditional; pass --label (e.g. --label 3, or --label 0-9 for "
+                           "one block of images per class)")
     t0 = time.perf_counter()
     with step_backends(args.runtime, bundle) as (step, row):
-        res = bundle_loop(step, row, bundle, noise, batch_size=args.batch_size, progress=not args.no_progress)
+        res = bundle_loop(step, row, bundle, noise, batch_size=args.batch_size, progress=not args.no_progress,
+                          context=context or None)
     dt = time.perf_counter() - t0
-    save_grid(res.images, bundle.image.levels, args.out)
+    blocks = len(set(context["label"])) if "label" in context else 1  # one grid row per label block
+    save_grid(res.images, bundle.image.levels, args.out, columns=args.num // blocks if blocks > 1 else None)
     if args.npz:
-        np.savez(args.npz, images=res.images, logp=res.logp, seed=args.seed)
+        np.savez(args.npz, images=res.images, logp=res.logp, seed=args.seed, **context)
     bpd = bundle.image.bits_per_dim(res.loglik)
     print(f"sampled {args.num} images with {args.runtime} in {dt:.2f} s ({1e3 * dt / args.num:.1f} ms/image); "
           f"their bits/dim under the model: mean {bpd.mean():.4f}; grid: {args.out}")
@@ -350,7 +398,10 @@ def cmd_eval(args) -> int:
 
     bundle = load_bundle(args.bundle)
     ds, tr, te, record = _split_data(args, bundle.manifest.get("source", {}).get("data"))
-    x = {"test": te, "train": tr, "all": ds}[args.split].x
+    from pixelrt.runtime.conditioning import data_context
+
+    part = {"test": te, "train": tr, "all": ds}[args.split]
+    x = part.x
     if bundle.kind == "vae":
         from pixelrt.vae_commands import vae_eval
 
@@ -359,9 +410,11 @@ def cmd_eval(args) -> int:
         raise PixelrtError(f"--iwae applies to VAE bundles; {args.bundle} is a {bundle.family} bundle, whose "
                            "log-likelihood is exact")
     with open_backend(args.runtime, bundle.graph_path("full")) as full:
-        res = evaluate(full, bundle, x, args.batch_size, source=f"{record['spec']} ({args.split} split)", progress=True)
+        res = evaluate(full, bundle, x, args.batch_size, source=f"{record['spec']} ({args.split} split)", progress=True,
+                       context=data_context(bundle.context, part))  # labels from the data set
         ref = bundle.reference()
-        again = evaluate(full, bundle, ref["x"], source="bundle reference batch")
+        again = evaluate(full, bundle, ref["x"], source="bundle reference batch",
+                         context={k: ref[k] for k in bundle.context})
     drift = float(abs(again.loglik - ref["loglik"]).max())
     print(f"{record['spec']} {args.split} split: {len(x)} images, {res.mean_bits_per_dim:.4f} bits/dim "
           f"({args.runtime}); reference batch |d loglik| vs export time: {drift:.1e} nats")
@@ -403,9 +456,14 @@ def cmd_parity(args) -> int:
         else:
             print("exporting a bundle to a temporary folder (pass --bundle to compare an existing one)")
             bundle = export_bundle(model, ImageSpec(**meta["image"]), test.x[:8], Path(tmp) / "bundle",
-                                   source={"checkpoint": str(args.checkpoint), "data": record}, log=lambda s: None).bundle
+                                   source={"checkpoint": str(args.checkpoint), "data": record}, log=lambda s: None,
+                                   **_model_context(model, test, 8)).bundle
+        from pixelrt.runtime.conditioning import data_context, sample_context
+
         report = run_parity(model, bundle, test.x[: args.num], samples=args.samples, teacher=args.teacher,
-                            seed=args.seed, progress=not args.no_progress, runtime=args.runtime)
+                            seed=args.seed, progress=not args.no_progress, runtime=args.runtime,
+                            context={k: v[: args.num] for k, v in data_context(bundle.context, test).items()},
+                            sample_context=sample_context(bundle, args.samples))
     print(report.table())
     if args.json:
         Path(args.json).write_text(json.dumps(report.as_dict(), indent=2) + "\n")
@@ -507,7 +565,8 @@ def cmd_info(args) -> int:
         print(f"  {name:5s} {g.file:10s} {meta['bytes'] / 1024:8.1f} KiB  sha256 {meta['sha256'][:12]}  "
               f"inputs {', '.join(g.input_names())}")
     state_bytes = sum(int(np.prod(s.shape[1:])) * np.dtype(s.dtype).itemsize for s in b.state)
-    print(f"  state: {len(b.state)} ring-row caches, {state_bytes / 1024:.1f} KiB per image")
+    kinds = sorted({s.update for s in b.state})
+    print(f"  state: {len(b.state)} {'/'.join(kinds) or 'ring-row'} state tensors, {state_bytes / 1024:.1f} KiB per image")
     print(f"  reference bits/dim: {', '.join(f'{v:.4f}' for v in m['reference']['bits_per_dim'])}")
     print("  checksums verified")
     return 0
@@ -536,8 +595,11 @@ def cmd_bench(args) -> int:
         run_rnn_bench(args.model, batches, naive_rows=args.naive_rows, rows=args.rows, threads=args.threads)
         return 0
     precisions = tuple(p.strip() for p in args.precisions.split(",") if p.strip())
+    if args.model != "ref28" and precisions != ("fp32",):  # calibrated copies are benchmarked on ref28
+        print(f"note: --precisions applies to ref28; {args.model} is timed in fp32 only")
+        precisions = ("fp32",)
     run_bench(batches, json_path=args.json, naive_rows=args.naive_rows, rows=args.rows, threads=args.threads,
-              precisions=precisions)
+              model=args.model, precisions=precisions)
     return 0
 
 

@@ -118,6 +118,10 @@ def bundle_loop(step, row, bundle, noise: np.ndarray, **kwargs) -> StepResult:
     """``step_loop`` with a bundle's image, states and schedule (backends from ``step_backends``).
 
     A backend with its own device-resident loop (TensorRT: ``bundle_loop``) runs the whole loop itself."""
+    from pixelrt.runtime.conditioning import check_conditioning
+
+    if kwargs.get("context") is not None or bundle.context:  # label range, map shape (manifest "conditioning")
+        kwargs["context"] = check_conditioning(bundle, kwargs.get("context"), len(noise))
     if row is None and hasattr(step, "bundle_loop"):
         return step.bundle_loop(bundle, noise, **kwargs)
     return step_loop(step, bundle.image, bundle.state, noise, schedule=bundle.step_schedule, row_runner=row, **kwargs)
