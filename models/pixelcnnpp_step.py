@@ -160,7 +160,7 @@ class PixelCNNPPRow(nn.Module):
 
     def _level(self, l: int, h: torch.Tensor, r_l: torch.Tensor, S: dict) -> dict:
         """Level l's row r_l (encoder, coarser levels if they advance, decoder): new states of levels >= l."""
-        m, Fw = self.m, self.Fw
+        m = self.m
         cache = S[f"u{l}_cache"]
         new_cache, feeds, E = [], [], [h]
         slot = 0

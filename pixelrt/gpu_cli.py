@@ -10,7 +10,6 @@ import argparse
 import importlib.metadata
 import importlib.util
 
-from pixelrt.errors import PixelrtError
 
 TARGETS = ("tensorrt",)
 

@@ -95,8 +95,6 @@ def test_every_registered_model_is_causal_and_steps_like_it_runs(name):
     image = ImageSpec(1, 4, 4, 4)
     x = np.random.default_rng(0).integers(0, 4, (2, *image.shape)).astype(np.uint8)
     if getattr(model, "step_needs_width", False):  # row + step graphs (PixelCNN++)
-        from pixelrt.models.reference import TorchRowRunner
-
         states, sched = model.step_plan(4)
         res = step_loop(TorchStepRunner(model, width=4), image, states, make_noise(2, image, 0, sched), force=x,
                         schedule=sched, row_runner=TorchRowRunner(model, width=4))
