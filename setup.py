@@ -31,7 +31,11 @@ setup(
         # scikit-learn ships the embedded `digits` data set (no download).
         "data": ["scikit-learn>=1.2"],
         "export": RUNTIME + EXPORT + ["scikit-learn>=1.2"],
-        "gpu": ["onnxruntime-gpu>=1.18", "tensorrt>=10"],
+        # GPU runtimes (docs/gpu.md): ORT CUDA/TensorRT providers, native TensorRT, cuda-python for device
+        # memory, streams, CUDA graphs and NVRTC (never torch), onnx for `pixelrt doctor` and memory estimates.
+        "gpu": ["onnxruntime-gpu>=1.18", "tensorrt>=10", "cuda-python>=12", "onnx>=1.16"],
+        # FP16 / INT8 bundles: onnxruntime ships the float16 converter and the Q/DQ quantizer; they need onnx.
+        "calibrate": RUNTIME + ["onnx>=1.16", "packaging"],
         "test": RUNTIME + EXPORT + ["scikit-learn>=1.2", "pytest>=7"],
     },
     entry_points={"console_scripts": ["pixelrt=pixelrt.cli:main"]},

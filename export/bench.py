@@ -47,15 +47,43 @@ class BenchSpec:
     config: dict = field(hash=False)
     image: ImageSpec
     seed: int = 0
+    family: str = "pixelcnn"  # registered model name
 
     def build(self) -> PixelCNN:
         torch.manual_seed(self.seed)
+        if self.family != "pixelcnn":
+            from pixelrt.models import get_model
+
+            entry = get_model(self.family)
+            return entry.build(entry.make_config(**self.config)).eval()
         return PixelCNN(PixelCNNConfig(**self.config)).eval()
 
 
 REF28 = BenchSpec("ref28", dict(channels=1, levels=256, hidden=64, blocks=8, head_hidden=64),
                   ImageSpec(1, 28, 28, 256))
 MODELS = {"ref28": REF28}
+
+
+def _gated28():
+    from pixelrt.export.gated_bench import gated28
+
+    return gated28()
+
+
+MODELS["gated28"] = None  # built lazily by _spec (its FLOP counts live in export/gated_bench.py)
+
+
+def _spec(name: str) -> BenchSpec:
+    return _gated28() if name == "gated28" else MODELS[name]
+
+
+def _flops(spec: BenchSpec, cfg) -> tuple[int, int]:
+    """(cached step, dense full forward) FLOPs per pixel of the spec's family."""
+    if spec.family == "gated":
+        from pixelrt.export import gated_bench
+
+        return gated_bench.step_flops_per_pixel(cfg), gated_bench.dense_flops_per_pixel(cfg)
+    return step_flops_per_pixel(cfg), dense_flops_per_pixel(cfg)
 
 
 # -- work and peak ---------------------------------------------------------------
@@ -130,7 +158,7 @@ def time_naive(model: PixelCNN, image: ImageSpec, batch: int, rows: int, repeats
 
 
 def time_cached(runner, image: ImageSpec, state, batch: int, rows: int, repeats: int = 3,
-                budget_s: float = 4.0, seed: int = 0) -> float:
+                budget_s: float = 4.0, seed: int = 0, schedule=None, row_runner=None) -> float:
     """Seconds per image for ``step_loop(runner, ...)`` over ``rows`` rows, scaled to the full height.
 
     One warm-up row first (session/allocator/kernel caches), then the best of up to
@@ -141,22 +169,25 @@ def time_cached(runner, image: ImageSpec, state, batch: int, rows: int, repeats:
     rows = min(rows, image.height)
     sub = ImageSpec(image.channels, rows, image.width, image.levels)
     warm = ImageSpec(image.channels, 1, image.width, image.levels)
-    step_loop(runner, warm, state, make_noise(batch, warm, seed), batch_size=batch)
-    noise = make_noise(batch, sub, seed)
-    dt = _best_of(lambda: step_loop(runner, sub, state, noise, batch_size=batch), repeats, budget_s)
+    loop = dict(batch_size=batch, schedule=schedule, row_runner=row_runner)  # row graph: e.g. gated's vertical stack
+    step_loop(runner, warm, state, make_noise(batch, warm, seed, schedule), **loop)
+    noise = make_noise(batch, sub, seed, schedule)
+    dt = _best_of(lambda: step_loop(runner, sub, state, noise, **loop), repeats, budget_s)
     return dt * image.height / rows / batch
 
 
 # -- the run -------------------------------------------------------------------------
 def run_bench(batches: list[int], json_path: str | os.PathLike | None = None, naive_rows: int = 1,
               rows: int | None = None, model: str = "ref28", spec: BenchSpec | None = None,
-              log=None, threads: int | None = None) -> list[dict]:
+              log=None, threads: int | None = None, precisions: tuple[str, ...] = ("fp32",)) -> list[dict]:
     """Time naive (torch), cached (torch) and cached (ORT) sampling at each batch; print a table.
 
     ``spec`` overrides the named model (tests use a tiny one). Returns the records that
     ``json_path`` (if given) receives, written atomically. ``log`` gets progress lines and
     the table (default: print, flushed, since single measurements take tens of seconds).
     ``threads`` pins PyTorch's and ONNX Runtime's intra-op threads (default: each library's own).
+    ``precisions`` adds ORT cached rows for FP16 / INT8 copies of the bundle (``pixelrt calibrate``'s
+    code, calibrated on the reference batch: bench measures speed, not accuracy).
     """
     import onnxruntime as ort
 
@@ -168,7 +199,7 @@ def run_bench(batches: list[int], json_path: str | os.PathLike | None = None, na
     if spec is None:
         if model not in MODELS:
             raise PixelrtError(f"unknown bench model {model!r}; choose one of {', '.join(MODELS)}")
-        spec = MODELS[model]
+        spec = _spec(model)
     if not batches or min(batches) < 1:
         raise PixelrtError(f"batch sizes must be positive integers, got {batches}")
     if naive_rows < 1 or (rows is not None and rows < 1):
@@ -180,7 +211,7 @@ def run_bench(batches: list[int], json_path: str | os.PathLike | None = None, na
     image, H = spec.image, spec.image.height
     net = spec.build()
     cfg = net.config
-    step_fpp, dense_fpp = step_flops_per_pixel(cfg), dense_flops_per_pixel(cfg)
+    step_fpp, dense_fpp = _flops(spec, cfg)
     naive_fpp = dense_fpp * image.height * image.width * image.channels  # one full forward per sub-pixel
     cached_rows, naive_rows = min(rows or H, H), min(naive_rows, H)
     log("measuring the matmul peak (float32 1024^3 numpy, best of 10)")
@@ -192,19 +223,30 @@ def run_bench(batches: list[int], json_path: str | os.PathLike | None = None, na
               "machine": platform.machine()}
     records: list[dict] = []
 
-    def record(runtime, method, batch, seconds, fpp, timed_rows):
+    def record(runtime, method, batch, seconds, fpp, timed_rows, precision="fp32"):
         gflops = fpp * image.height * image.width / seconds / 1e9
-        records.append({**common, "runtime": runtime, "method": method, "batch": batch,
+        records.append({**common, "runtime": runtime, "method": method, "batch": batch, "precision": precision,
                         "ms_per_image": seconds * 1e3, "flops_per_pixel": fpp, "peak_fraction": gflops / peak,
                         "gflops": gflops, "dense_flops_per_pixel": dense_fpp, "step_flops_per_pixel": step_fpp,
                         "rows_timed": timed_rows, "height": H, "load_avg_1m": round(_load(), 2),
                         "extrapolated_from_rows": timed_rows if timed_rows < H else None})
 
-    with tempfile.TemporaryDirectory(prefix="pixelrt-bench-") as tmp:
+    from contextlib import ExitStack
+
+    with tempfile.TemporaryDirectory(prefix="pixelrt-bench-") as tmp, ExitStack() as stack:
         log(f"exporting {spec.name} to a temporary bundle")
         x_ref = np.random.default_rng(0).integers(0, image.levels, (4, *image.shape)).astype(np.uint8)
         bundle = export_bundle(net, image, x_ref, Path(tmp) / spec.name, log=lambda s: None).bundle
         torch_runner = TorchStepRunner(net)
+        reduced = _reduced_bundles(bundle, [p for p in precisions if p != "fp32"], x_ref, Path(tmp), log)
+        sched = bundle.step_schedule
+        rows_torch = rows_ort = None
+        if sched.row_graph:
+            from pixelrt.models.reference import TorchRowRunner
+
+            rows_torch = TorchRowRunner(net)
+            rows_ort = stack.enter_context(OrtBackend(bundle.graph_path(sched.row_graph), threads=threads or 0))
+        row_of = {"torch": rows_torch, "ort": rows_ort}
         with OrtBackend(bundle.graph_path("step"), threads=threads or 0) as ort_runner:
             for b in batches:
                 log(f"[batch {b}] naive torch, {naive_rows} of {H} rows ...")
@@ -212,8 +254,14 @@ def run_bench(batches: list[int], json_path: str | os.PathLike | None = None, na
                 record("torch", "naive", b, sec, naive_fpp, naive_rows)
                 for name, runner in (("torch", torch_runner), ("ort", ort_runner)):
                     log(f"[batch {b}] cached {name}, {cached_rows} of {H} rows ...")
-                    sec = time_cached(runner, image, bundle.state, b, cached_rows, seed=spec.seed)
+                    sec = time_cached(runner, image, bundle.state, b, cached_rows, seed=spec.seed, schedule=sched,
+                                      row_runner=row_of[name])
                     record(name, "cached", b, sec, step_fpp, cached_rows)
+                for precision, rb in reduced.items():
+                    log(f"[batch {b}] cached ort {precision}, {cached_rows} of {H} rows ...")
+                    with OrtBackend(rb.graph_path("step"), threads=threads or 0) as runner:
+                        sec = time_cached(runner, image, rb.state, b, cached_rows, seed=spec.seed)
+                    record(f"ort-{precision}", "cached", b, sec, step_fpp, cached_rows, precision)
     log(format_report(records, peak))
     if json_path is not None:
         _write_json_atomic(Path(json_path), records)
@@ -224,7 +272,7 @@ def run_bench(batches: list[int], json_path: str | os.PathLike | None = None, na
 def format_report(records: list[dict], peak: float) -> str:
     """The table, the measured peak, and the issue's two targets with measured values."""
     naive = {r["batch"]: r["ms_per_image"] for r in records if r["method"] == "naive"}
-    head = f"{'model':8s} {'runtime':7s} {'method':7s} {'batch':>5s} {'ms/image':>11s} {'vs naive':>9s} " \
+    head = f"{'model':8s} {'runtime':8s} {'method':7s} {'batch':>5s} {'ms/image':>11s} {'vs naive':>9s} " \
            f"{'GFLOP/s':>8s} {'of peak':>8s}"
     lines, notes = [head, "-" * len(head)], set()
     for r in records:
@@ -233,7 +281,7 @@ def format_report(records: list[dict], peak: float) -> str:
             notes.add(f"* {r['method']}: timed {r['extrapolated_from_rows']} of {r['height']} rows, "
                       f"extrapolated linearly to the full image")
         speed = naive[r["batch"]] / r["ms_per_image"] if r["batch"] in naive else float("nan")
-        lines.append(f"{r['model']:8s} {r['runtime']:7s} {r['method']:7s} {r['batch']:5d} "
+        lines.append(f"{r['model']:8s} {r['runtime']:8s} {r['method']:7s} {r['batch']:5d} "
                      f"{r['ms_per_image']:10.2f}{mark} {speed:8.1f}x {r['gflops']:8.2f} "
                      f"{100 * r['peak_fraction']:7.2f}%")
     lines += sorted(notes)
@@ -241,6 +289,11 @@ def format_report(records: list[dict], peak: float) -> str:
     lines.append(f"FLOPs/pixel: cached step {r0['step_flops_per_pixel']:,}; dense full forward "
                  f"{r0['dense_flops_per_pixel']:,} (naive pays it over the whole image per sub-pixel)")
     lines.append(f"measured peak: {peak:.1f} GFLOP/s (float32 1024^3 numpy matmul, best of 10)")
+    fp32 = {r["batch"]: r["ms_per_image"] for r in records if r["runtime"] == "ort"}
+    for r in records:
+        if r.get("precision", "fp32") != "fp32" and r["batch"] in fp32:
+            lines.append(f"ORT step sampling, batch {r['batch']}: {r['precision']} takes "
+                         f"{r['ms_per_image'] / fp32[r['batch']]:.2f}x the fp32 time (same run)")
     load, cpus = max(r["load_avg_1m"] for r in records), r0["cpu_count"] or 1
     if load > cpus:
         lines.append(f"warning: 1-min load average reached {load:.1f} on {cpus} CPUs; other processes compete "
@@ -257,6 +310,26 @@ def format_report(records: list[dict], peak: float) -> str:
         else:
             lines.append(f"target: {text}: not measured (batch {b} not run)")
     return "\n".join(lines)
+
+
+def _reduced_bundles(bundle, precisions: list[str], x: np.ndarray, tmp: Path, log) -> dict:
+    """FP16 / INT8 copies of the bench bundle through `pixelrt calibrate`'s code (minmax for INT8)."""
+    from pixelrt.calibration.calibrate import calibrate_bundle
+
+    out = {}
+    for precision in precisions:
+        if precision not in ("fp16", "int8"):
+            raise PixelrtError(f"unknown precision {precision!r} for bench; choose from fp32, fp16, int8")
+        log(f"calibrating a {precision} copy of the bench bundle")
+        out[precision] = calibrate_bundle(bundle.root, tmp / f"{bundle.root.name}-{precision}", precision, x[:1],
+                                          calib_x=x, data_name="bench reference batch", method="minmax",
+                                          teacher=1, samples=1, judge=False, log=lambda s: None).bundle
+        from pixelrt.calibration.ort_inspect import executed_precision
+
+        gemms = executed_precision(out[precision].graph_path("step"))["gemm_nodes"]
+        log(f"  ORT CPU's optimized {precision} step graph runs its GEMMs as: "
+            + ", ".join(f"{k} x{v}" for k, v in gemms.items()))
+    return out
 
 
 def _load() -> float:

@@ -35,13 +35,23 @@ class ExportResult:
 
 
 def export_bundle(model: torch.nn.Module, image: ImageSpec, reference_x: np.ndarray, out: str | Path,
-                  source: dict | None = None, overwrite: bool = False, log=print) -> ExportResult:
+                  source: dict | None = None, overwrite: bool = False, log=print,
+                  context: dict | None = None) -> ExportResult:
     """Export ``model`` for images of ``image`` shape into the bundle directory ``out``.
 
     reference_x: a fixed batch of real images (uint8 NCHW) whose log-likelihoods are stored
     as the bundle's reference and used to validate the graphs.
     source: provenance recorded in the manifest (checkpoint path, data set, ...).
+    context: the reference images' conditioning inputs, for conditional models (e.g. {"label": (N,)}).
     """
+    if getattr(model, "family", None) == "pixelcnnpp":  # row + step graphs, multi-rate states
+        from pixelrt.export.pixelcnnpp_export import export_pixelcnnpp_bundle
+
+        return export_pixelcnnpp_bundle(model, image, reference_x, out, source, overwrite, log)
+    if getattr(model, "family", None) == "gated":  # three graphs and context inputs: its own writer
+        from pixelrt.export.gated_export import export_gated_bundle
+
+        return export_gated_bundle(model, image, reference_x, out, source, overwrite, log, context)
     model = model.eval()
     C, H, W = image.shape
     if len(reference_x) == 0:
@@ -76,17 +86,18 @@ def _file_meta(producer: str) -> dict:
     return {"opset": OPSET, "producer": producer, "onnx": onnx.__version__}
 
 
-def _manifest(model, image: ImageSpec, stepper, loglik: np.ndarray, source: dict, row_module=None) -> dict:
+def _manifest(model, image: ImageSpec, stepper, loglik: np.ndarray, source: dict, row_module=None,
+              states=None, graphs: dict | None = None) -> dict:
     C, H, W = image.shape
     producer = f"torch {torch.__version__} (torch.onnx dynamo exporter)"
-    states = all_state_specs(stepper, W)
+    states = all_state_specs(stepper, W) if states is None else states
     manifest = {
         **model.describe(),
         "precision": "fp32",
         "image": {"channels": C, "height": H, "width": W, "levels": image.levels},
         "head": {"kind": "categorical", "levels": image.levels, "sampler": "inverse-cdf"},
         "conditioning": [],
-        "graphs": {
+        "graphs": graphs or {
             "full": {"file": "full.onnx", **full_io(C, H, W)},
             "step": {"file": "step.onnx", **step_io(stepper, C, W, states=states)},
         },

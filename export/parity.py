@@ -15,10 +15,9 @@ import torch
 from pixelrt.export.validate import BPD_BUDGET, LOGP_BUDGET
 from pixelrt.models.causality import audit_model
 from pixelrt.models.reference import TorchRowRunner, TorchStepRunner, naive_sample
-from pixelrt.runtime.backends import step_backends
+from pixelrt.runtime.backends import open_backend, step_backends
 from pixelrt.runtime.bundle import Bundle, StepSchedule
 from pixelrt.runtime.evaluate import check_bundle_images, evaluate
-from pixelrt.runtime.ort_backend import OrtBackend
 from pixelrt.runtime.parity import ParityReport, agreement_row, count_row, diff_row
 from pixelrt.runtime.sampler import bundle_loop, check_context, make_noise
 
@@ -28,11 +27,12 @@ NAIVE_LIMIT = 4096             # sub-pixels x samples above which the O(image)-p
 
 def run_parity(model: torch.nn.Module, bundle: Bundle, x: np.ndarray, samples: int = 8, teacher: int = 8,
                seed: int = 0, progress: bool = False, log=print, context: dict | None = None,
-               sample_context: dict | None = None) -> ParityReport:
+               sample_context: dict | None = None, runtime: str = "ort") -> ParityReport:
     """x: real images (uint8 N, C, H, W). Returns the report; the caller decides to raise.
 
     context: the conditioning inputs of ``x`` (e.g. {"label": (N,) int64}) for a conditional bundle;
     sample_context: the same for the ``samples`` sampled images.
+    runtime: the runtime compared with PyTorch (a key of runtime.backends.RUNTIMES; rows say "ORT" for "ort").
     """
     model = model.eval()
     x = check_bundle_images(bundle, x, "parity data")
@@ -46,9 +46,9 @@ def run_parity(model: torch.nn.Module, bundle: Bundle, x: np.ndarray, samples: i
     with torch.inference_mode():
         t_logp = model.log_prob(torch.from_numpy(x), **{k: torch.from_numpy(v) for k, v in context.items()}).numpy()
     t_ll = t_logp.astype(np.float64).reshape(len(x), -1).sum(1)
-    torch_runner = TorchStepRunner(model)
-    torch_row = TorchRowRunner(model) if sched.row_graph else None
-    with OrtBackend(bundle.graph_path("full")) as full, step_backends("ort", bundle) as (step, row):
+    torch_runner = TorchStepRunner(model, width=img.width)
+    torch_row = TorchRowRunner(model, width=img.width) if sched.row_graph else None
+    with open_backend(runtime, bundle.graph_path("full")) as full, step_backends(runtime, bundle) as (step, row):
         log("full graph on held-out images")
         o = evaluate(full, bundle, x, context=context)
         report.rows.append(diff_row("bits/dim per image: PyTorch vs ORT full", img.bits_per_dim(t_ll),
@@ -95,4 +95,8 @@ def run_parity(model: torch.nn.Module, bundle: Bundle, x: np.ndarray, samples: i
         "receptive field coverage of the causal past": f"{audit.coverage:.3f}",
     }
     report.artifacts["samples"] = o_s.images
+    if runtime != "ort":  # name the runtime that was compared
+        for r in report.rows:
+            r.check = r.check.replace("ORT", runtime)
+        report.summary = {k.replace("ORT", runtime): v for k, v in report.summary.items()}
     return report

@@ -6,7 +6,7 @@ model's Python code.
 """
 from __future__ import annotations
 
-from pixelrt.runtime.bundle import StateSpec
+from pixelrt.runtime.bundle import RING_KINDS, StateSpec
 
 BATCH = "batch"
 
@@ -56,7 +56,7 @@ def step_io(stepper, channels: int, width: int, states: list[StateSpec] | None =
         {"name": "value", "dtype": "int64", "shape": [BATCH, *per]},
         {"name": "logp", "dtype": "float32", "shape": [BATCH, *per], "unit": "nats"},
     ] + [{"name": s.source, "dtype": s.dtype,
-          "shape": [BATCH, s.shape[1], s.shape[-1]] if s.update == "ring-row" else list(s.shape)}
+          "shape": [BATCH, s.shape[1], s.shape[-1]] if s.update in RING_KINDS else list(s.shape)}
          for s in states if s.update != "row"]
     return {"inputs": inputs, "outputs": outputs}
 

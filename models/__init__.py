@@ -1,12 +1,18 @@
 """PyTorch definitions of pixelrt's models: every layer has a full path and a step path."""
+from pixelrt.models.gated import GatedPixelCNN, GatedPixelCNNConfig
 from pixelrt.models.pixelcnn import PixelCNN, PixelCNNConfig
 from pixelrt.models.diagbilstm import DiagBiLSTM, DiagBiLSTMConfig
+from pixelrt.models.pixelcnnpp import PixelCNNPP, PixelCNNPPConfig
 from pixelrt.models.registry import get_model, model_names, register_model
 from pixelrt.models.rowlstm import RowLSTM, RowLSTMConfig
 from pixelrt.models.vae import VAE, VAEConfig
 from pixelrt.models.multiscale import MultiScale, MultiScaleConfig
 
 register_model("pixelcnn", PixelCNNConfig, "PixelCNN: Mask-A/B convolutions, residual blocks, levels-way softmax")(PixelCNN)
+register_model("pixelcnnpp", PixelCNNPPConfig, "PixelCNN++: shifted convs, u/ul streams over 3 resolutions, "
+               "discretized logistic mixture")(PixelCNNPP)
+register_model("gated", GatedPixelCNNConfig, "Gated PixelCNN: vertical + horizontal gated stacks (no blind spot), "
+               "optional label / spatial-map conditioning, levels-way softmax")(GatedPixelCNN)
 register_model("vae", VAEConfig, "VAE: conv encoder, Gaussian latent, discretized-logistic or categorical decoder",
                kind="vae")(VAE)
 register_model("rowlstm", RowLSTMConfig, "Row LSTM (PixelRNN): 1 x k masked input-to-state, previous-row state-to-state")(RowLSTM)
@@ -14,4 +20,6 @@ register_model("diagbilstm", DiagBiLSTMConfig, "Diagonal BiLSTM (PixelRNN): skew
 register_model("multiscale", MultiScaleConfig, "Multi-Scale PixelRNN: Row LSTM on the 2x-coarsened image, then a Row LSTM "
                "on the full image with a deconvolved bias field on every gate", kind="multiscale")(MultiScale)
 
-__all__ = ["PixelCNN", "PixelCNNConfig", "VAE", "VAEConfig", "get_model", "model_names", "register_model"]
+__all__ = ["GatedPixelCNN", "GatedPixelCNNConfig", "PixelCNN", "PixelCNNConfig", "PixelCNNPP", "PixelCNNPPConfig",
+           "VAE", "VAEConfig", "get_model",
+           "model_names", "register_model"]

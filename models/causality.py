@@ -77,9 +77,11 @@ def audit_model(model: torch.nn.Module, shape: tuple[int, int, int], seed: int =
     x = torch.rand(1, C, H, W, generator=gen) * 2 - 1
 
     def logits(xf: torch.Tensor) -> torch.Tensor:
-        out = model.logits_from_float(xf)  # (1, C, L, H, W)
+        out = model.logits_from_float(xf, **context)  # (1, C, L, H, W)
         return out.reshape(1, -1, H, W)
 
+    # conditional models are audited under one example label / map (conditioning is no pixel: it may not leak)
+    context = model.example_context(1, seed) if hasattr(model, "example_context") else {}
     was_training = model.training
     model.eval()
     try:

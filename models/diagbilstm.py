@@ -24,16 +24,15 @@ per row by a per-row graph, and the step graph reads it at ``col``.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pixelrt.models.heads import gather_logp, log_softmax
 from pixelrt.models.layers import MaskedConv2d
 from pixelrt.models.lstm_layers import LSTMResidual, MaskedGateConv, lstm_update, skew, unskew
-from pixelrt.models.pixelcnn import normalize
+from pixelrt.models.categorical import CategoricalHead
 
 
 @dataclass
@@ -155,7 +154,7 @@ class DiagBiLSTMLayer(LSTMResidual):
         return x + self.project(both[:, :s] + rev_shifted)
 
 
-class DiagBiLSTM(nn.Module):
+class DiagBiLSTM(CategoricalHead, nn.Module):
     family = "diagbilstm"
 
     def __init__(self, config: DiagBiLSTMConfig):
@@ -166,28 +165,13 @@ class DiagBiLSTM(nn.Module):
         self.input_conv = MaskedConv2d(C, w, config.input_kernel, "A", C)
         pix = C if config.reverse_sees_row else 0
         self.layers = nn.ModuleList(DiagBiLSTMLayer(w, config.state, C, pix) for _ in range(config.layers))
-        self.head_hidden = MaskedConv2d(w, config.head_hidden, 1, "B", C)
-        self.head_out = MaskedConv2d(config.head_hidden, C * config.levels, 1, "B", C)
+        self._build_head(w, config.head_hidden)
 
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        return normalize(x, self.config.levels)
-
-    def logits_from_float(self, xf: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) normalised input -> (B, C, levels, H, W) logits."""
+    def features(self, xf: torch.Tensor) -> torch.Tensor:
         h = self.input_conv(xf)
         for layer in self.layers:
             h = layer(h, xf)
-        out = self.head_out(F.relu(self.head_hidden(F.relu(h))))
-        B, _, H, W = out.shape
-        return out.reshape(B, self.config.channels, self.config.levels, H, W)
-
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        logp = log_softmax(self.logits_from_float(self.normalize(x)), dim=2)
-        return gather_logp(logp, x.long(), dim=2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-image log-likelihood in nats, (B,)."""
-        return self.log_prob(x).flatten(1).sum(1)
+        return h
 
     def stepper(self):
         from pixelrt.models.diagbilstm_step import DiagBiLSTMStep
@@ -198,6 +182,3 @@ class DiagBiLSTM(nn.Module):
         from pixelrt.models.diagbilstm_step import DiagBiLSTMRow
 
         return DiagBiLSTMRow(self)
-
-    def describe(self) -> dict:
-        return {"family": self.family, "config": asdict(self.config)}

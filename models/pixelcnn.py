@@ -11,19 +11,15 @@ all earlier pixels and on channels < c of its own pixel.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pixelrt.models.categorical import CategoricalHead, normalize  # noqa: F401 - normalize re-exported
 from pixelrt.models.heads import gather_logp, inverse_cdf_sample, log_softmax
 from pixelrt.models.layers import ConvWindowStack, MaskedConv2d, RowCache
-
-
-def normalize(x: torch.Tensor, levels: int) -> torch.Tensor:
-    """Integer levels -> floats in [-1, 1]; zero is also the conv padding value. Shared by both paths."""
-    return x.to(torch.float32) * (2.0 / (levels - 1)) - 1.0
 
 
 @dataclass
@@ -87,7 +83,7 @@ class ResidualBlockStep(nn.Module):
         return x + self.expand(F.relu(self.conv(a) + window)), a
 
 
-class PixelCNN(nn.Module):
+class PixelCNN(CategoricalHead, nn.Module):
     family = "pixelcnn"
 
     def __init__(self, config: PixelCNNConfig):
@@ -97,37 +93,18 @@ class PixelCNN(nn.Module):
         C, w = config.channels, config.hidden
         self.input_conv = MaskedConv2d(C, w, config.input_kernel, "A", C)
         self.blocks = nn.ModuleList(ResidualBlock(w, config.block_kernel, C) for _ in range(config.blocks))
-        self.head_hidden = MaskedConv2d(w, config.head_hidden, 1, "B", C)
-        self.head_out = MaskedConv2d(config.head_hidden, C * config.levels, 1, "B", C)
+        self._build_head(w, config.head_hidden)
 
-    # -- full path ---------------------------------------------------------------
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        return normalize(x, self.config.levels)
-
-    def logits_from_float(self, xf: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) normalised input -> (B, C, levels, H, W) logits."""
+    # -- full path (logits, log p and loglik: CategoricalHead) ------------------------
+    def features(self, xf: torch.Tensor) -> torch.Tensor:
         h = self.input_conv(xf)
         for block in self.blocks:
             h = block(h)
-        out = self.head_out(F.relu(self.head_hidden(F.relu(h))))
-        B, _, H, W = out.shape
-        return out.reshape(B, self.config.channels, self.config.levels, H, W)
-
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) integer image -> (B, C, H, W) log p of each sub-pixel given its past, nats."""
-        logp = log_softmax(self.logits_from_float(self.normalize(x)), dim=2)
-        return gather_logp(logp, x.long(), dim=2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-image log-likelihood in nats, (B,)."""
-        return self.log_prob(x).flatten(1).sum(1)
+        return h
 
     # -- step path ---------------------------------------------------------------
     def stepper(self) -> "PixelCNNStep":
         return PixelCNNStep(self)
-
-    def describe(self) -> dict:
-        return {"family": self.family, "config": asdict(self.config)}
 
 
 class PixelCNNStep(nn.Module):

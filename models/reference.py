@@ -12,13 +12,23 @@ import torch
 from pixelrt.models.heads import gather_logp, inverse_cdf_sample, log_softmax
 
 
+def _build(model: torch.nn.Module, method: str, width: int | None) -> torch.nn.Module:
+    """``model.<method>()``; models whose step modules depend on the image width
+    (``step_needs_width``, e.g. PixelCNN++) get ``width``."""
+    if getattr(model, "step_needs_width", False):
+        if width is None:
+            raise ValueError(f"{type(model).__name__}.{method} needs the image width; pass width=")
+        return getattr(model, method)(width).eval()
+    return getattr(model, method)().eval()
+
+
 class TorchStepRunner:
     """Runs a model's step module on numpy feeds, returning numpy outputs by name."""
 
     name = "torch"
 
-    def __init__(self, model: torch.nn.Module):
-        self.step = model.stepper().eval()
+    def __init__(self, model: torch.nn.Module, width: int | None = None):
+        self.step = _build(model, "stepper", width)
         self.input_names = self.step.input_names()
         self.output_names = self.step.output_names()
 
@@ -32,22 +42,24 @@ class TorchStepRunner:
 class TorchRowRunner(TorchStepRunner):
     """Runs a model's per-row module (``model.row_stepper()``), for bundles whose schedule has a row graph."""
 
-    def __init__(self, model: torch.nn.Module):
-        self.step = model.row_stepper().eval()
+    def __init__(self, model: torch.nn.Module, width: int | None = None):
+        self.step = _build(model, "row_stepper", width)
         self.input_names = self.step.input_names()
         self.output_names = self.step.output_names()
 
 
 @torch.inference_mode()
 def naive_sample(model: torch.nn.Module, noise: np.ndarray, levels: int,
-                 rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 rows: int | None = None, context: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Sample by re-running the whole image for every sub-pixel: O(image) per step.
 
     noise: (N, C, H, W) uniform [0, 1), the same noise the step graphs take, so the
     oracle and the fast path must return the same images. ``rows`` stops early (for
-    timing the first rows only). Returns (images uint8, logp float32).
+    timing the first rows only). ``context``: per-image conditioning inputs of a conditional model.
+    Returns (images uint8, logp float32).
     """
     model.eval()
+    ctx = {k: torch.from_numpy(np.asarray(v)) for k, v in (context or {}).items()}  # e.g. label (N,)
     N, C, H, W = noise.shape
     x = torch.zeros(N, C, H, W, dtype=torch.long)
     logp_out = torch.zeros(N, C, H, W)
@@ -55,7 +67,7 @@ def naive_sample(model: torch.nn.Module, noise: np.ndarray, levels: int,
     for i in range(H if rows is None else rows):
         for j in range(W):
             for c in range(C):
-                logits = model.logits_from_float(model.normalize(x))[:, c, :, i, j]  # (N, levels)
+                logits = model.logits_from_float(model.normalize(x), **ctx)[:, c, :, i, j]  # (N, levels)
                 logp = log_softmax(logits, dim=-1)
                 value = inverse_cdf_sample(logp, u[:, c, i, j])
                 x[:, c, i, j] = value

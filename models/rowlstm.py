@@ -18,17 +18,15 @@ format and the step loop are those of PixelCNN; per-step cost is O(k * width of 
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from pixelrt.models.heads import gather_logp, log_softmax
 from pixelrt.models.layers import ConvWindowStack, MaskedConv2d, RowCache
 from pixelrt.models.lstm_layers import (CategoricalStepHead, LSTMResidual, MaskedGateConv, lstm_update,
                                         read_window, stacked_matmul, state_window_weight)
-from pixelrt.models.pixelcnn import normalize
+from pixelrt.models.categorical import CategoricalHead, normalize
 
 
 @dataclass
@@ -85,7 +83,7 @@ class RowLSTMLayer(LSTMResidual):
         return x + self.project(torch.stack(rows, dim=2))
 
 
-class RowLSTM(nn.Module):
+class RowLSTM(CategoricalHead, nn.Module):
     family = "rowlstm"
 
     def __init__(self, config: RowLSTMConfig):
@@ -95,35 +93,16 @@ class RowLSTM(nn.Module):
         C, w = config.channels, config.hidden
         self.input_conv = MaskedConv2d(C, w, config.input_kernel, "A", C)
         self.layers = nn.ModuleList(RowLSTMLayer(w, config.state, config.row_kernel, C) for _ in range(config.layers))
-        self.head_hidden = MaskedConv2d(w, config.head_hidden, 1, "B", C)
-        self.head_out = MaskedConv2d(config.head_hidden, C * config.levels, 1, "B", C)
+        self._build_head(w, config.head_hidden)
 
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        return normalize(x, self.config.levels)
-
-    def logits_from_float(self, xf: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) normalised input -> (B, C, levels, H, W) logits."""
+    def features(self, xf: torch.Tensor) -> torch.Tensor:
         h = self.input_conv(xf)
         for layer in self.layers:
             h = layer(h)
-        out = self.head_out(F.relu(self.head_hidden(F.relu(h))))
-        B, _, H, W = out.shape
-        return out.reshape(B, self.config.channels, self.config.levels, H, W)
-
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) integer image -> (B, C, H, W) log p of each sub-pixel given its past, nats."""
-        logp = log_softmax(self.logits_from_float(self.normalize(x)), dim=2)
-        return gather_logp(logp, x.long(), dim=2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-image log-likelihood in nats, (B,)."""
-        return self.log_prob(x).flatten(1).sum(1)
+        return h
 
     def stepper(self) -> "RowLSTMStep":
         return RowLSTMStep(self)
-
-    def describe(self) -> dict:
-        return {"family": self.family, "config": asdict(self.config)}
 
 
 class RowLSTMStep(nn.Module):

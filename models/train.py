@@ -45,13 +45,32 @@ def checkpoint_meta(train_set: Dataset, test_set: Dataset, data_record: dict) ->
             "data": {**data_record, "train_images": len(train_set), "test_images": len(test_set)}}
 
 
-def bits_per_dim(model: torch.nn.Module, x: np.ndarray, batch_size: int = 256) -> float:
-    """Mean bits per sub-pixel of ``x`` under ``model`` (full path, exact)."""
+def dataset_context(model: torch.nn.Module, ds: Dataset) -> dict[str, np.ndarray]:
+    """Per-image conditioning a model takes (``model.context_names``), read from the data set."""
+    from pixelrt.runtime.conditioning import data_context
+
+    return data_context(getattr(model, "context_names", []), ds)
+
+
+def _context_batches(x: np.ndarray, context: dict, batch_size: int, shuffle: bool = False, seed: int = 0):
+    """(uint8 images, {name: tensor}) batches in the order ``batches`` would give."""
+    order = np.random.default_rng(seed).permutation(len(x)) if shuffle else np.arange(len(x))
+    for lo in range(0, len(x), batch_size):
+        idx = order[lo:lo + batch_size]
+        yield x[idx], {k: torch.from_numpy(np.asarray(v)[idx]) for k, v in context.items()}
+
+
+def bits_per_dim(model: torch.nn.Module, x: np.ndarray, batch_size: int = 256, context: dict | None = None) -> float:
+    """Mean bits per sub-pixel of ``x`` under ``model`` (full path, exact); ``context`` per image."""
     model.eval()
     total = 0.0
     with torch.inference_mode():
-        for xb in batches(x, batch_size):
-            total += float(model(torch.from_numpy(xb)).double().sum())
+        if context:
+            for xb, ctx in _context_batches(x, context, batch_size):
+                total += float(model(torch.from_numpy(xb), **ctx).double().sum())
+        else:
+            for xb in batches(x, batch_size):
+                total += float(model(torch.from_numpy(xb)).double().sum())
     return -total / (x.size * math.log(2.0))
 
 
@@ -65,16 +84,17 @@ def train(model: torch.nn.Module, train_set: Dataset, test_set: Dataset, cfg: Tr
     steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps_per_epoch, eta_min=cfg.lr * 0.05)
     dims = int(np.prod(train_set.shape))
+    train_ctx, test_ctx = dataset_context(model, train_set), dataset_context(model, test_set)
     result = TrainResult(best_bits_per_dim=math.inf, best_epoch=-1)
     start = time.perf_counter()
     out_of_time = False
     for epoch in range(1, cfg.epochs + 1):
         model.train()
-        bar = tqdm(batches(train_set.x, cfg.batch_size, shuffle=True, seed=cfg.seed + epoch),
+        bar = tqdm(_context_batches(train_set.x, train_ctx, cfg.batch_size, shuffle=True, seed=cfg.seed + epoch),
                    total=steps_per_epoch, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not progress)
         train_bpd = []
-        for xb in bar:
-            loss = -model(torch.from_numpy(xb)).mean() / (dims * math.log(2.0))  # bits/dim
+        for xb, ctx in bar:
+            loss = -model(torch.from_numpy(xb), **ctx).mean() / (dims * math.log(2.0))  # bits/dim
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -86,7 +106,7 @@ def train(model: torch.nn.Module, train_set: Dataset, test_set: Dataset, cfg: Tr
                 out_of_time = True
                 break
         bar.close()
-        test_bpd = bits_per_dim(model, test_set.x, cfg.eval_batch_size)
+        test_bpd = bits_per_dim(model, test_set.x, cfg.eval_batch_size, test_ctx)
         improved = test_bpd < result.best_bits_per_dim
         row = {"epoch": epoch, "train_bits_per_dim": float(np.mean(train_bpd)), "test_bits_per_dim": test_bpd,
                "seconds": round(time.perf_counter() - start, 2)}

@@ -23,6 +23,7 @@ typical flow:
   pixelrt sample bundles/pixelcnn -n 16 -o samples.png
   pixelrt eval bundles/pixelcnn --data digits         # held-out bits/dim
   pixelrt parity runs/pixelcnn --data digits          # PyTorch vs ORT, step vs full
+  pixelrt calibrate bundles/pixelcnn --precision int8 -o bundles/pixelcnn-int8   # FP16 / INT8 Q/DQ bundle
   pixelrt demo                                        # all of the above in one go
 
 VAE (docs/vae.md): pixelrt train --model vae, then export / sample [--mean] /
@@ -63,7 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="model config override, e.g. --set hidden=64 --set blocks=8 (repeatable)")
     p.add_argument("-o", "--out", required=True, help="checkpoint folder to write")
-    p.add_argument("--epochs", type=int, default=None, help="passes over the training split (default: 15)")
+    p.add_argument("--condition", choices=["none", "label"], default="none",
+                   help="label: condition on the data set's class labels (models with num_classes, e.g. gated); "
+                        "the number of classes is max label + 1 (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=None, help="passes over the training split (default: 15; gated: 10)")
     p.add_argument("--minutes", type=float, default=None, help="wall-clock budget; stops early when reached")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: 2e-3)")
@@ -93,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--out", default="samples.png", help="PNG grid to write (default: %(default)s)")
     p.add_argument("--npz", default=None, help="also save images and per-sub-pixel log-probs to this .npz")
+    p.add_argument("--label", default=None,
+                   help="class label(s) for a label-conditional bundle: one index for every image (--label 3), or "
+                        "a list / range (--label 0,3,7 or 0-9) giving each label an equal block of the -n images, "
+                        "one grid row per label")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--mean", action="store_true",
                    help="VAE bundles: write the decoder mean of each z instead of a sample of p(x|z)")
@@ -132,7 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "conditionals, summed sample log-probs vs full log-likelihood, samples under "
                                    "shared noise, and the causality audit. Exits 1 on any miss beyond budget.")
     p.add_argument("checkpoint")
-    p.add_argument("--bundle", default=None, help="bundle to compare (default: export one to a temporary folder)")
+    p.add_argument("--bundle", action="append", default=None,
+                   help="bundle to compare (default: export one to a temporary folder); repeat it to compare "
+                        "several (e.g. FP32, FP16, INT8) in one precision table: runtime x precision -> bits/dim, "
+                        "delta vs FP32 PyTorch, max |d log p|, step vs full, sample agreement")
+    p.add_argument("--runtimes", default="ort",
+                   help="with several bundles: comma-separated runtimes to run each in (default: %(default)s)")
     _add_data_args(p, default=None)
     p.add_argument("-n", "--num", type=int, default=64, help="held-out images compared (default: %(default)s)")
     p.add_argument("--samples", type=int, default=8, help="images sampled (default: %(default)s)")
@@ -145,7 +158,34 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only measure the receptive field by autograd Jacobian on an HxW image (default: the "
                         "model's size, at most 8x8), beside a plain PixelCNN's; exits 1 on a causality violation")
     p.add_argument("--no-progress", action="store_true")
+    _add_runtime_arg(p)
     p.set_defaults(func=cmd_parity)
+
+    p = sub.add_parser("calibrate", help="write an FP16 or INT8 (Q/DQ) copy of a bundle, judged by its bits/dim",
+                       description="FP16: the network runs in half precision; its logits layer, the likelihood tail (log-softmax, "
+                                   "sampling, reductions) and the graph I/O stay FP32. INT8: static quantization "
+                                   "with explicit QuantizeLinear/DequantizeLinear (symmetric, per-channel weights), "
+                                   "calibrated on training-split images (full graph) and on the step loop's feeds "
+                                   "recorded teacher-forced on them (step graph). The new bundle is measured on the "
+                                   "held-out split and written atomically; see docs/precision.md.")
+    p.add_argument("bundle", help="FP32 bundle written by `pixelrt export`")
+    p.add_argument("--precision", required=True, choices=["fp16", "int8"], help="target precision")
+    p.add_argument("-o", "--out", required=True, help="bundle folder to write")
+    p.add_argument("--method", default="auto", choices=["minmax", "entropy", "percentile", "auto"],
+                   help="INT8 calibration method; auto tries each and keeps the smallest held-out bits/dim "
+                        "(default: %(default)s)")
+    _add_data_args(p, default=None)
+    p.add_argument("--calib-images", type=int, default=256,
+                   help="training-split images used to calibrate INT8 ranges (default: %(default)s)")
+    p.add_argument("--step-images", type=int, default=64,
+                   help="of those, images run teacher-forced through the step loop to record step feeds "
+                        "(default: %(default)s)")
+    p.add_argument("--step-feeds", type=int, default=256,
+                   help="recorded step calls kept, spread evenly over the raster (default: %(default)s)")
+    p.add_argument("--heldout", type=int, default=512, help="held-out images measured (default: %(default)s)")
+    p.add_argument("--force", action="store_true", help="replace an existing bundle at -o")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("info", help="show a bundle's manifest summary and verify its checksums")
     p.add_argument("bundle")
@@ -156,18 +196,30 @@ def build_parser() -> argparse.ArgumentParser:
                                    "blocks, random weights. Reports ms per image, FLOPs per pixel and the fraction "
                                    "of this CPU's matmul peak measured in the same run.")
     p.add_argument("--json", default=None, help="write one record per measurement to this file")
-    p.add_argument("--model", default="ref28", choices=["ref28", "vae28", "rowlstm", "diagbilstm", "multiscale"],
+    p.add_argument("--model", default="ref28", choices=["ref28", "vae28", "rowlstm", "diagbilstm", "gated28", "pp32", "multiscale"],
                    help="ref28: the PixelCNN sampling benchmark; vae28: VAE decoder images/s, ORT vs PyTorch "
                         "(1x28x28, 256 levels, latent 16, random weights); rowlstm / diagbilstm: naive vs cached "
-                        "sampling of a PixelRNN at its default widths on 1x16x16, 256 levels; multiscale: the same for "
-                        "a Multi-Scale PixelRNN bundle (stage 1 on 8x8) (default: %(default)s)")
+                        "sampling of a PixelRNN at its default widths on 1x16x16, 256 levels; gated28: Gated "
+                        "PixelCNN 1x28x28, 256 levels, F=32, 8 layers, head 64, random weights, naive vs cached "
+                        "with its per-row graph; pp32: PixelCNN++ 3x32x32, 64 filters, 2 blocks per stage, "
+                        "5 mixtures, naive vs cached in ORT beside the published Fast PixelCNN++ speed-ups; multiscale: "
+                        "naive vs cached sampling of a Multi-Scale PixelRNN bundle, 1x16x16 (stage 1 on 8x8) "
+                        "(default: %(default)s)")
     p.add_argument("--batches", default=None,
-                   help="comma-separated batch sizes (default: 1,64 for ref28; 1,64,1024 for vae28)")
+                   help="comma-separated batch sizes (default: 1,64 for ref28 and gated28; 1,64,1024 for vae28; "
+                        "1,4,16,64 for pp32)")
     p.add_argument("--naive-rows", type=int, default=1, help="rows timed for the naive sampler (extrapolated)")
-    p.add_argument("--rows", type=int, default=None, help="rows timed for cached sampling (default: all)")
+    p.add_argument("--rows", type=int, default=None, help="rows timed for cached sampling (default: all; pp32: 4)")
     p.add_argument("--threads", type=int, default=None,
                    help="intra-op threads for PyTorch and ONNX Runtime (default: each library's own choice)")
+    p.add_argument("--precisions", default="fp32,fp16,int8",
+                   help="ORT step-sampling rows per precision; fp16/int8 are `pixelrt calibrate` copies of the "
+                        "bench bundle (default: %(default)s)")
     p.set_defaults(func=cmd_bench)
+
+    from pixelrt.gpu_cli import add_commands as add_gpu_commands
+
+    add_gpu_commands(sub)  # doctor, build-engine
 
     p = sub.add_parser("demo", help="train on digits, export, sample, evaluate and check parity in one go",
                        description="About two minutes on 2 CPU cores; every output lands in one folder.")
@@ -215,6 +267,20 @@ def _parse_overrides(pairs: list[str]) -> dict:
     return out
 
 
+def _condition_overrides(args, entry, ds) -> dict:
+    """--condition label -> num_classes from the data set's labels (checked against the model's config)."""
+    if getattr(args, "condition", "none") == "none":
+        return {}
+    from dataclasses import fields
+
+    if "num_classes" not in {f.name for f in fields(entry.config_cls)}:
+        raise PixelrtError(f"model {entry.name!r} cannot be label-conditioned; use --model gated")
+    if ds.labels is None:
+        raise PixelrtError(f"{ds.name} has no labels; --condition label needs labelled data (digits, an .npz with "
+                           "'y' or 'labels', MNIST with its labels file, CIFAR-10, class subfolders)")
+    return {"num_classes": int(ds.labels.max()) + 1}
+
+
 def cmd_train(args) -> int:
     from pixelrt.models import get_model
     from pixelrt.models.train import TrainConfig, checkpoint_meta, train
@@ -223,7 +289,8 @@ def cmd_train(args) -> int:
     entry = get_model(args.model)
     C, H, W = ds.shape
     sizes = {"height": H, "width": W} if entry.kind == "vae" else {}  # a VAE's dense layers fix the geometry
-    config = entry.make_config(**{"channels": C, "levels": ds.levels, **sizes, **_parse_overrides(args.set)})
+    config = entry.make_config(**{"channels": C, "levels": ds.levels, **sizes, **_condition_overrides(args, entry, ds),
+                                  **_parse_overrides(args.set)})
     if (config.channels, config.levels) != (C, ds.levels) or any(getattr(config, k) != v for k, v in sizes.items()):
         raise PixelrtError(f"--set channels/levels/height/width disagree with the data ({C}x{H}x{W}, "
                            f"{ds.levels} levels); leave them to the data")
@@ -250,6 +317,16 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _model_context(model, ds, n: int) -> dict:
+    """{"context": ...} with the conditioning of ds's first n images, for a conditional model; else {}."""
+    names = getattr(model, "context_names", [])
+    if not names:
+        return {}
+    from pixelrt.runtime.conditioning import data_context
+
+    return {"context": {k: v[:n] for k, v in data_context(names, ds).items()}}
+
+
 def cmd_export(args) -> int:
     from pixelrt.export.bundle_writer import export_bundle
     from pixelrt.models.checkpoint import load_checkpoint
@@ -268,7 +345,8 @@ def cmd_export(args) -> int:
         return vae_export(args, model, meta, test.x, record)
     t0 = time.perf_counter()
     result = export_bundle(model, image, test.x[: args.reference], args.out, overwrite=args.force,
-                           source={"checkpoint": str(args.checkpoint), "data": record})
+                           source={"checkpoint": str(args.checkpoint), "data": record},
+                           **_model_context(model, test, args.reference))
     c = result.check
     graphs = ", ".join(g.file for g in result.bundle.graphs.values())  # full, step and any per-row graph
     print(f"bundle written to {args.out} in {time.perf_counter() - t0:.1f} s: {graphs}, manifest.json")
@@ -286,6 +364,8 @@ def cmd_sample(args) -> int:
     if args.num < 1:
         raise PixelrtError(f"-n must be at least 1, got {args.num}")
     bundle = load_bundle(args.bundle)
+    if args.label is not None and "label" not in bundle.context:
+        raise PixelrtError(f"--label: the bundle {args.bundle} is not label-conditional; drop --label")
     if bundle.kind == "multiscale":
         from pixelrt.multiscale_commands import ms_sample
 
@@ -297,13 +377,23 @@ def cmd_sample(args) -> int:
     if args.mean:
         raise PixelrtError(f"--mean applies to VAE bundles; {args.bundle} is a {bundle.family} bundle")
     noise = make_noise(args.num, bundle.image, args.seed, bundle.step_schedule)
+    context = {}
+    if args.label is not None:
+        from pixelrt.runtime.conditioning import parse_labels
+
+        context["label"] = parse_labels(args.label, args.num)
+    elif "label" in bundle.context:
+        raise PixelrtError("this bundle is label-conditional; pass --label (e.g. --label 3, or --label 0-9 for "
+                           "one block of images per class)")
     t0 = time.perf_counter()
     with step_backends(args.runtime, bundle) as (step, row):
-        res = bundle_loop(step, row, bundle, noise, batch_size=args.batch_size, progress=not args.no_progress)
+        res = bundle_loop(step, row, bundle, noise, batch_size=args.batch_size, progress=not args.no_progress,
+                          context=context or None)
     dt = time.perf_counter() - t0
-    save_grid(res.images, bundle.image.levels, args.out)
+    blocks = len(set(context["label"])) if "label" in context else 1  # one grid row per label block
+    save_grid(res.images, bundle.image.levels, args.out, columns=args.num // blocks if blocks > 1 else None)
     if args.npz:
-        np.savez(args.npz, images=res.images, logp=res.logp, seed=args.seed)
+        np.savez(args.npz, images=res.images, logp=res.logp, seed=args.seed, **context)
     bpd = bundle.image.bits_per_dim(res.loglik)
     print(f"sampled {args.num} images with {args.runtime} in {dt:.2f} s ({1e3 * dt / args.num:.1f} ms/image); "
           f"their bits/dim under the model: mean {bpd.mean():.4f}; grid: {args.out}")
@@ -317,7 +407,10 @@ def cmd_eval(args) -> int:
 
     bundle = load_bundle(args.bundle)
     ds, tr, te, record = _split_data(args, bundle.manifest.get("source", {}).get("data"))
-    x = {"test": te, "train": tr, "all": ds}[args.split].x
+    from pixelrt.runtime.conditioning import data_context
+
+    part = {"test": te, "train": tr, "all": ds}[args.split]
+    x = part.x
     if bundle.kind == "multiscale":
         from pixelrt.multiscale_commands import ms_eval
 
@@ -330,9 +423,11 @@ def cmd_eval(args) -> int:
         raise PixelrtError(f"--iwae applies to VAE bundles; {args.bundle} is a {bundle.family} bundle, whose "
                            "log-likelihood is exact")
     with open_backend(args.runtime, bundle.graph_path("full")) as full:
-        res = evaluate(full, bundle, x, args.batch_size, source=f"{record['spec']} ({args.split} split)", progress=True)
+        res = evaluate(full, bundle, x, args.batch_size, source=f"{record['spec']} ({args.split} split)", progress=True,
+                       context=data_context(bundle.context, part))  # labels from the data set
         ref = bundle.reference()
-        again = evaluate(full, bundle, ref["x"], source="bundle reference batch")
+        again = evaluate(full, bundle, ref["x"], source="bundle reference batch",
+                         context={k: ref[k] for k in bundle.context})
     drift = float(abs(again.loglik - ref["loglik"]).max())
     print(f"{record['spec']} {args.split} split: {len(x)} images, {res.mean_bits_per_dim:.4f} bits/dim "
           f"({args.runtime}); reference batch |d loglik| vs export time: {drift:.1e} nats")
@@ -371,15 +466,22 @@ def cmd_parity(args) -> int:
         from pixelrt.vae_commands import vae_parity
 
         return vae_parity(args, model, meta, test.x, record)
+    if args.bundle and (len(args.bundle) > 1 or load_bundle(args.bundle[0]).precision != "fp32"):
+        return _precision_parity(args, model, test.x[: args.num])  # reduced precision: the precision table
     with tempfile.TemporaryDirectory(prefix="pixelrt-parity-") as tmp:
         if args.bundle:
-            bundle = load_bundle(args.bundle)
+            bundle = load_bundle(args.bundle[0])
         else:
             print("exporting a bundle to a temporary folder (pass --bundle to compare an existing one)")
             bundle = export_bundle(model, ImageSpec(**meta["image"]), test.x[:8], Path(tmp) / "bundle",
-                                   source={"checkpoint": str(args.checkpoint), "data": record}, log=lambda s: None).bundle
+                                   source={"checkpoint": str(args.checkpoint), "data": record}, log=lambda s: None,
+                                   **_model_context(model, test, 8)).bundle
+        from pixelrt.runtime.conditioning import data_context, sample_context
+
         report = run_parity(model, bundle, test.x[: args.num], samples=args.samples, teacher=args.teacher,
-                            seed=args.seed, progress=not args.no_progress)
+                            seed=args.seed, progress=not args.no_progress, runtime=args.runtime,
+                            context={k: v[: args.num] for k, v in data_context(bundle.context, test).items()},
+                            sample_context=sample_context(bundle, args.samples))
     print(report.table())
     if args.json:
         Path(args.json).write_text(json.dumps(report.as_dict(), indent=2) + "\n")
@@ -415,12 +517,63 @@ def _receptive_field(args, model, meta) -> int:
     return 0
 
 
+def cmd_calibrate(args) -> int:
+    from pixelrt.calibration.calibrate import calibrate_bundle
+    from pixelrt.runtime.bundle import load_bundle
+
+    bundle = load_bundle(args.bundle)
+    for flag in ("calib_images", "step_images", "heldout"):
+        if getattr(args, flag) < 1:
+            raise PixelrtError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
+    _, train, test, record = _split_data(args, bundle.manifest.get("source", {}).get("data"))
+    t0 = time.perf_counter()
+    res = calibrate_bundle(bundle.root, args.out, args.precision, test.x[: args.heldout],
+                           calib_x=train.x[: args.calib_images], data_name=f"{record['spec']}",
+                           method=args.method, overwrite=args.force, step_images=args.step_images,
+                           step_feeds_max=args.step_feeds, progress=not args.no_progress)
+    m = res.bundle.manifest["calibration"]["measured"]
+    for method, bpd in res.candidates.items():
+        print(f"  {method:10s} held-out {bpd:.5f} bits/dim ({(bpd - res.fp32_bpd) / res.fp32_bpd:+.2%})"
+              + ("  <- kept" if method == res.method else ""))
+    print(f"{args.precision} bundle written to {args.out} in {time.perf_counter() - t0:.1f} s"
+          + (f" (method {res.method})" if res.method else ""))
+    print(f"held-out bits/dim: fp32 {res.fp32_bpd:.5f}, {args.precision} {res.bpd:.5f} (delta {res.delta_bpd:+.2e}, "
+          f"{m['relative_increase']:+.3%}; budget {m['budget_bits_per_dim']:.1e} -> "
+          f"{'within' if m['within_budget'] else 'MISSED'}); step vs full max {m['step_vs_full_max_bits_per_dim']:.1e} "
+          f"bits/dim; samples identical to fp32 {m['sample_agreement_with_fp32']:.1%}")
+    return 0
+
+
+def _precision_parity(args, model, x) -> int:
+    from pixelrt.export.precision_check import run_precision_parity
+    from pixelrt.runtime.backends import RUNTIMES
+    from pixelrt.runtime.bundle import load_bundle
+
+    runtimes = tuple(r.strip() for r in args.runtimes.split(",") if r.strip())
+    unknown = [r for r in runtimes if r not in RUNTIMES]
+    if unknown or not runtimes:
+        raise PixelrtError(f"--runtimes {args.runtimes!r}: choose from {', '.join(RUNTIMES)}")
+    bundles = [load_bundle(b) for b in args.bundle]
+    report = run_precision_parity(model, bundles, x, samples=args.samples, teacher=args.teacher, seed=args.seed,
+                                  runtimes=runtimes, progress=not args.no_progress)
+    print(report.table())
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+    report.raise_on_miss()
+    return 0
+
+
 def cmd_info(args) -> int:
     from pixelrt.runtime.bundle import load_bundle
 
     b = load_bundle(args.bundle)
     m = b.manifest
     print(f"{b.root}: {b.family} bundle, format {m['format_version']}, precision {b.precision}")
+    if "calibration" in m:  # written by `pixelrt calibrate`
+        cal, meas = m["calibration"], m["calibration"].get("measured", {})
+        print(f"  calibrated: method {cal.get('method') or '-'}, set {(cal.get('calibration_set') or {}).get('name', '-')}"
+              f"; held-out bits/dim fp32 {meas.get('bits_per_dim_fp32', float('nan')):.5f} -> "
+              f"{meas.get('bits_per_dim_' + b.precision, float('nan')):.5f}")
     print(f"  image {'x'.join(map(str, b.image.shape))}, {b.image.levels} levels, head {m['head']['kind']}")
     if b.kind == "vae":
         print(f"  kind vae: latent {m['latent']['size']}, {m['latent']['prior']} prior, {m['latent']['posterior']} "
@@ -430,7 +583,8 @@ def cmd_info(args) -> int:
         print(f"  {name:5s} {g.file:10s} {meta['bytes'] / 1024:8.1f} KiB  sha256 {meta['sha256'][:12]}  "
               f"inputs {', '.join(g.input_names())}")
     state_bytes = sum(int(np.prod(s.shape[1:])) * np.dtype(s.dtype).itemsize for s in b.state)
-    print(f"  state: {len(b.state)} ring-row caches, {state_bytes / 1024:.1f} KiB per image")
+    kinds = sorted({s.update for s in b.state})
+    print(f"  state: {len(b.state)} {'/'.join(kinds) or 'ring-row'} state tensors, {state_bytes / 1024:.1f} KiB per image")
     print(f"  reference bits/dim: {', '.join(f'{v:.4f}' for v in m['reference']['bits_per_dim'])}")
     print("  checksums verified")
     return 0
@@ -439,6 +593,13 @@ def cmd_info(args) -> int:
 def cmd_bench(args) -> int:
     from pixelrt.export.bench import run_bench
 
+    if args.model == "pp32":
+        from pixelrt.export.bench_pixelcnnpp import run_pixelcnnpp_bench
+
+        batches = [int(b) for b in (args.batches or "1,4,16,64").split(",") if b.strip()]
+        run_pixelcnnpp_bench(batches, json_path=args.json, rows=args.rows or 4, naive_pixels=max(2, args.naive_rows),
+                             threads=args.threads)
+        return 0
     if args.model == "vae28":
         from pixelrt.export.vae_bench import run_vae_bench
 
@@ -456,7 +617,12 @@ def cmd_bench(args) -> int:
 
         run_rnn_bench(args.model, batches, naive_rows=args.naive_rows, rows=args.rows, threads=args.threads)
         return 0
-    run_bench(batches, json_path=args.json, naive_rows=args.naive_rows, rows=args.rows, threads=args.threads)
+    precisions = tuple(p.strip() for p in args.precisions.split(",") if p.strip())
+    if args.model != "ref28" and precisions != ("fp32",):  # calibrated copies are benchmarked on ref28
+        print(f"note: --precisions applies to ref28; {args.model} is timed in fp32 only")
+        precisions = ("fp32",)
+    run_bench(batches, json_path=args.json, naive_rows=args.naive_rows, rows=args.rows, threads=args.threads,
+              model=args.model, precisions=precisions)
     return 0
 
 

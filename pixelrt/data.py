@@ -31,9 +31,10 @@ DATASETS: dict[str, str] = {
 
 SPEC_HELP = (
     "'digits' (built in; needs scikit-learn), an .npz file with an array 'x' shaped "
-    "(N,C,H,W), (N,H,W,C) or (N,H,W) and optional 'y' and 'levels', an MNIST "
+    "(N,C,H,W), (N,H,W,C) or (N,H,W) and optional 'y' (or 'labels') and 'levels', an MNIST "
     "'*-idx3-ubyte[.gz]' file, a CIFAR-10 '*.bin' batch or a directory of "
-    "data_batch_*.bin files, or a directory of .png/.jpg/.jpeg images"
+    "data_batch_*.bin files, or a directory of .png/.jpg/.jpeg images (or of class "
+    "subfolders of images: labels in subfolder name order)"
 )
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -120,6 +121,9 @@ def _integer_labels(y: np.ndarray, n: int, source: str) -> np.ndarray:
     if not ok or y.shape != (n,):
         raise DataError(f"{source}: labels must be {n} integers (one per image), got {y.dtype} "
                         f"shaped {y.shape}; save them as a 1-D integer array")
+    if n and y.min() < 0:
+        raise DataError(f"{source}: labels must be non-negative class indices, got {y.min():g}; "
+                        "map the classes to 0..K-1")
     return y.astype(np.int64)
 
 
@@ -179,7 +183,7 @@ def _load_npz(path: Path, name: str, levels: int | None) -> Dataset:
             if "x" not in z.files:
                 raise DataError(f"{name}: no array named 'x' (found {z.files}); save the images "
                                 "with np.savez(path, x=images)")
-            arrays = {k: z[k] for k in ("x", "y", "levels") if k in z.files}
+            arrays = {k: z[k] for k in ("x", "y", "labels", "levels") if k in z.files}
     except DataError:
         raise
     except ValueError as e:
@@ -198,7 +202,10 @@ def _load_npz(path: Path, name: str, levels: int | None) -> Dataset:
                             f"shaped {lv.shape}; save it as np.int64(levels)")
         native = _check_levels(int(lv), f"{name}: array 'levels'")
     x = _to_nchw(arrays["x"], f"{name}: array 'x'")
-    return _finish(x, native, levels, name, arrays.get("y"), f"{name}: array 'x'")
+    if "y" in arrays and "labels" in arrays:
+        raise DataError(f"{name}: has both 'y' and 'labels' arrays; keep one of them as the labels")
+    labels = arrays.get("y", arrays.get("labels"))
+    return _finish(x, native, levels, name, labels, f"{name}: array 'x'")
 
 
 def _read_maybe_gz(path: Path, name: str) -> bytes:
@@ -284,7 +291,19 @@ def _read_image(path: Path) -> np.ndarray:
     return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
 
 
-def _load_image_dir(files: list[Path], name: str, levels: int | None) -> Dataset:
+def _class_folders(path: Path) -> list[tuple[Path, list[Path]]]:
+    """Subfolders holding images, sorted by name: one class each (label = position in this list)."""
+    out = []
+    for sub in sorted((p for p in path.iterdir() if p.is_dir()), key=lambda p: p.name):
+        files = sorted((p for p in sub.iterdir() if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES),
+                       key=lambda p: p.name)
+        if files:
+            out.append((sub, files))
+    return out
+
+
+def _load_image_dir(files: list[Path], name: str, levels: int | None,
+                    labels: np.ndarray | None = None) -> Dataset:
     images = []
     for f in files:
         a = _read_image(f)
@@ -292,7 +311,7 @@ def _load_image_dir(files: list[Path], name: str, levels: int | None) -> Dataset
             raise DataError(f"{f}: image is {_describe(a)} but {files[0].name} is "
                             f"{_describe(images[0])}; resize/convert so all images match")
         images.append(a)
-    return _finish(np.stack(images), 256, levels, name)
+    return _finish(np.stack(images), 256, levels, name, labels)
 
 
 def _describe(a: np.ndarray) -> str:
@@ -316,6 +335,11 @@ def load_dataset(spec: str, levels: int | None = None) -> Dataset:
                         key=lambda p: p.name)
         if images:
             return _load_image_dir(images, spec, levels)
+        classes = _class_folders(path)
+        if classes:  # class subfolders: label k = the k-th subfolder in name order
+            files = [f for _, fs in classes for f in fs]
+            labels = np.concatenate([np.full(len(fs), k, np.int64) for k, (_, fs) in enumerate(classes)])
+            return _load_image_dir(files, spec, levels, labels)
         raise DataError(f"{spec}: directory has no images and no CIFAR-10 batches; pass {SPEC_HELP}")
     if not path.is_file():
         raise DataError(f"{spec}: no such file or directory, and not a built-in data set "

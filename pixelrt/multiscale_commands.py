@@ -77,8 +77,11 @@ def ms_parity(args, model, meta, test_x: np.ndarray, record: dict) -> int:
     if args.receptive_field is not None:
         return _receptive_field(model, meta, args)
     with tempfile.TemporaryDirectory(prefix="pixelrt-parity-") as tmp:
-        if args.bundle:
-            bundle = load_bundle(args.bundle)
+        given = [args.bundle] if isinstance(args.bundle, str) else list(args.bundle or [])
+        if len(given) > 1:
+            raise PixelrtError("multi-scale parity compares one bundle with its checkpoint; pass --bundle once")
+        if given:
+            bundle = load_bundle(given[0])
         else:
             print("exporting a bundle to a temporary folder (pass --bundle to compare an existing one)")
             bundle, _ = export_multiscale(model, ImageSpec(**meta["image"]), test_x[:8], Path(tmp) / "bundle",

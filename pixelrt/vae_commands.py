@@ -106,7 +106,7 @@ def vae_parity(args, model, meta, test_x: np.ndarray, record: dict) -> int:
     k = 100 if args.iwae is None else args.iwae
     with tempfile.TemporaryDirectory(prefix="pixelrt-parity-") as tmp:
         if args.bundle:
-            bundle = load_bundle(args.bundle)
+            bundle = load_bundle(args.bundle[0])
         else:
             print("exporting a bundle to a temporary folder (pass --bundle to compare an existing one)")
             bundle = export_vae_bundle(model, ImageSpec(**meta["image"]), test_x[:8], Path(tmp) / "bundle",

@@ -1,6 +1,7 @@
 """Runtime names -> backends. Every command that runs a graph takes ``--runtime NAME``."""
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -8,7 +9,10 @@ from pixelrt.errors import PixelrtError
 
 RUNTIMES = {
     "ort": "ONNX Runtime, CPU execution provider",
-    "ort-cuda": "ONNX Runtime, CUDA execution provider (needs onnxruntime-gpu and a CUDA device)",
+    "ort-cuda": "ONNX Runtime, CUDA execution provider with IOBinding on the device (needs onnxruntime-gpu and a CUDA device)",
+    "ort-cuda-graph": "as ort-cuda, with CUDA graphs (enable_cuda_graph) replaying each call",
+    "ort-trt": "ONNX Runtime, TensorRT execution provider with an engine cache (needs onnxruntime-gpu and TensorRT)",
+    "trt": "native TensorRT: cached engines, the step loop resident on the GPU with CUDA graphs (needs tensorrt, cuda-python)",
 }
 
 
@@ -18,10 +22,26 @@ def open_backend(runtime: str, path: str | Path):
         from pixelrt.runtime.ort_backend import OrtBackend
 
         return OrtBackend(path, device="cpu")
-    if runtime == "ort-cuda":
+    if runtime in ("ort-cuda", "ort-cuda-graph"):
         from pixelrt.runtime.ort_backend import OrtBackend
 
-        return OrtBackend(path, device="cuda")
+        return OrtBackend(path, device="cuda", cuda_graph=runtime == "ort-cuda-graph")
+    if runtime == "ort-trt":
+        from pixelrt.runtime.ort_backend import OrtBackend
+
+        return OrtBackend(path, device="tensorrt")
+    if runtime == "trt":
+        from pixelrt.runtime.trt_backend import TrtBackend, TrtStepBackend, import_tensorrt
+        from pixelrt.runtime.cuda_runtime import modules
+
+        import_tensorrt(), modules()  # one clear error now, not at activate()
+        from pixelrt.runtime.trt_profiles import get_profile
+
+        # scripts and parity runs pick the build profile and TF32 through the environment
+        profile = get_profile(os.environ.get("PIXELRT_TRT_PROFILE", "server"))
+        if os.environ.get("PIXELRT_TRT_TF32", "1") == "0":
+            profile = profile.with_options(tf32=False)
+        return TrtStepBackend(path, profile) if Path(path).stem == "step" else TrtBackend(path, profile)
     raise PixelrtError(f"unknown runtime {runtime!r}; choose one of: {', '.join(RUNTIMES)}")
 
 

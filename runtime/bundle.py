@@ -70,7 +70,11 @@ STATE_UPDATES = {
                 "[:, :, (row + pad) % rows, col + pad, :] of a (batch, L, rows, W + 2*pad, C) ring buffer",
     "replace": "after a pixel's last sub-step, replace the whole state by output `from_output`",
     "row": "after each finished row, replace the state by the per-row graph's output `from_output`",
+    "strided-ring-row": "a ring-row state of a coarser resolution: only after pixels with row % stride == "
+                        "col % stride == 0, write `from_output` (B, L, C) at [:, :, (row // stride + pad) % rows, "
+                        "col // stride + pad, :] of a (batch, L, rows, W // stride + 2*pad, C) ring buffer",
 }
+RING_KINDS = ("ring-row", "strided-ring-row")
 
 
 @dataclass(frozen=True)
@@ -85,14 +89,17 @@ class StateSpec:
     source: str         # output (of the step graph, or the row graph for "row") that carries the new value
     rows: int = 0       # ring-row only
     pad: int = 0        # ring-row only
+    stride: int = 1     # strided-ring-row only: the resolution's step in image pixels
 
     def allocate(self, batch: int) -> np.ndarray:
         return np.zeros((batch, *self.shape[1:]), dtype=self.dtype)
 
     def to_json(self) -> dict:
         update = {"kind": self.update, "from_output": self.source}
-        if self.update == "ring-row":
+        if self.update in RING_KINDS:
             update.update(rows=self.rows, pad=self.pad)
+        if self.update == "strided-ring-row":
+            update.update(stride=self.stride)
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype, "init": self.init,
                 "update": update}
 
@@ -100,9 +107,12 @@ class StateSpec:
     def from_json(cls, d: dict) -> "StateSpec":
         u = d["update"]
         kind = u["kind"]
-        ring = kind == "ring-row"
+        ring = kind in RING_KINDS
         spec = cls(d["name"], tuple(d["shape"]), d["dtype"], d["init"], kind, u["from_output"],
-                   int(u["rows"]) if ring else 0, int(u["pad"]) if ring else 0)
+                   int(u["rows"]) if ring else 0, int(u["pad"]) if ring else 0,
+                   int(u["stride"]) if kind == "strided-ring-row" else 1)
+        if spec.stride < 1 or (ring and spec.rows < 1):
+            raise ValueError(f"state {spec.name!r}: stride {spec.stride} and rows {spec.rows} must be at least 1")
         if kind not in STATE_UPDATES or spec.init != "zeros" or (ring and len(spec.shape) != 5) or len(spec.shape) < 1:
             raise ValueError(f"state {spec.name!r}: this pixelrt drives zero-initialised states updated as "
                              f"{', '.join(STATE_UPDATES)} (ring-row shaped (batch, L, rows, W + 2*pad, C)), "

@@ -35,8 +35,10 @@ def evaluate(backend, bundle: Bundle, x: np.ndarray, batch_size: int = 256, sour
     """
     from pixelrt.runtime.sampler import check_context
 
+    from pixelrt.runtime.conditioning import check_conditioning
+
     x = check_bundle_images(bundle, x, source)
-    context = check_context(context, bundle.context, len(x))
+    context = check_conditioning(bundle, check_context(context, bundle.context, len(x)), len(x))
     if batch_size < 1:
         raise PixelrtError(f"batch size must be at least 1, got {batch_size}")
     lls, logps = [], []

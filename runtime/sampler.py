@@ -115,7 +115,15 @@ def step_loop(runner, image: ImageSpec, state: list[StateSpec], noise: np.ndarra
 
 
 def bundle_loop(step, row, bundle, noise: np.ndarray, **kwargs) -> StepResult:
-    """``step_loop`` with a bundle's image, states and schedule (backends from ``step_backends``)."""
+    """``step_loop`` with a bundle's image, states and schedule (backends from ``step_backends``).
+
+    A backend with its own device-resident loop (TensorRT: ``bundle_loop``) runs the whole loop itself."""
+    from pixelrt.runtime.conditioning import check_conditioning
+
+    if kwargs.get("context") is not None or bundle.context:  # label range, map shape (manifest "conditioning")
+        kwargs["context"] = check_conditioning(bundle, kwargs.get("context"), len(noise))
+    if row is None and hasattr(step, "bundle_loop"):
+        return step.bundle_loop(bundle, noise, **kwargs)
     return step_loop(step, bundle.image, bundle.state, noise, schedule=bundle.step_schedule, row_runner=row, **kwargs)
 
 
@@ -136,6 +144,7 @@ def _loop_batch(runner, row_runner, image, schedule, state, noise, force, contex
     ring = [s for s in state if s.update == "ring-row"]
     replace = [s for s in state if s.update == "replace"]
     row_states = [s for s in state if s.update == "row"]
+    strided = [s for s in state if s.update == "strided-ring-row"]
     # (H, W, S, B[, K]) and (H, W, S, B[, cps]) layouts make each call's slice contiguous without a copy.
     noise_t = noise.reshape(B, S, K, H, W).transpose(3, 4, 1, 0, 2)
     noise_t = np.ascontiguousarray(noise_t[..., 0] if K == 1 else noise_t)
@@ -163,6 +172,8 @@ def _loop_batch(runner, row_runner, image, schedule, state, noise, force, contex
                 pixel[:, s * cps:(s + 1) * cps] = values[i, j, s]
             for st in ring:  # commit this pixel's column into each ring buffer, in place
                 caches[st.name][:, :, (i + st.pad) % st.rows, j + st.pad] = out[st.source]
+            for st in strided:
+                _commit_strided(caches[st.name], st, i, j, out[st.source])
             for st in replace:
                 caches[st.name] = feeds[st.name] = np.ascontiguousarray(out[st.source])
         if row_states:
@@ -172,6 +183,12 @@ def _loop_batch(runner, row_runner, image, schedule, state, noise, force, contex
     # (H, W, S, B, cps) -> (B, S*cps = C, H, W)
     images = values.transpose(3, 2, 4, 0, 1).reshape(B, C, H, W)
     return images.astype(np.uint8), logps.transpose(3, 2, 4, 0, 1).reshape(B, C, H, W)
+
+
+def _commit_strided(cache: np.ndarray, st: StateSpec, i: int, j: int, column: np.ndarray) -> None:
+    """strided-ring-row: a coarser resolution's cache advances only at pixels on its grid."""
+    if i % st.stride == 0 and j % st.stride == 0:
+        cache[:, :, (i // st.stride + st.pad) % st.rows, j // st.stride + st.pad] = column
 
 
 def _run_row_graph(row_runner, i, row_values, caches, feeds, row_states, context):

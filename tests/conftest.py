@@ -1,9 +1,18 @@
 """Shared fixtures: tiny models and bundles, built once per session (export takes seconds)."""
 from __future__ import annotations
 
-import numpy as np
-import pytest
-import torch
+import os
+
+# Tiny models run fastest on one thread per library; on a 2-core machine, torch's OpenMP pool and
+# ORT's own threads otherwise oversubscribe the cores (measured: models + export tests 42 s with
+# one thread, several minutes without under load). Users' runs keep each library's default.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 from pixelrt.runtime.bundle import ImageSpec
 

@@ -94,9 +94,14 @@ def test_every_registered_model_is_causal_and_steps_like_it_runs(name):
     assert audit_model(model, (1, 4, 4)).violations == 0
     image = ImageSpec(1, 4, 4, 4)
     x = np.random.default_rng(0).integers(0, 4, (2, *image.shape)).astype(np.uint8)
-    runner = TorchStepRunner(model)
-    row = TorchRowRunner(model) if hasattr(model, "row_stepper") else None  # models with a per-row graph
-    res = step_loop(runner, image, all_state_specs(runner.step, 4), make_noise(2, image, 0), force=x, row_runner=row)
+    if getattr(model, "step_needs_width", False):  # row + step graphs (PixelCNN++)
+        states, sched = model.step_plan(4)
+        res = step_loop(TorchStepRunner(model, width=4), image, states, make_noise(2, image, 0, sched), force=x,
+                        schedule=sched, row_runner=TorchRowRunner(model, width=4))
+    else:
+        runner = TorchStepRunner(model)
+        row = TorchRowRunner(model) if hasattr(model, "row_stepper") else None  # models with a per-row graph
+        res = step_loop(runner, image, all_state_specs(runner.step, 4), make_noise(2, image, 0), force=x, row_runner=row)
     with torch.no_grad():
         assert np.abs(res.logp - model.log_prob(torch.from_numpy(x)).numpy()).max() < 1e-4
 

@@ -213,7 +213,7 @@ def test_bad_graph_with_matching_checksum(grey_bundle, tmp_path, kind):
 
 def test_unknown_runtime_and_device(grey_bundle):
     path = grey_bundle[1].graph_path("step")
-    with pytest.raises(PixelrtError, match=r"unknown runtime 'trt'; choose one of: ort, ort-cuda"):
-        open_backend("trt", path)
+    with pytest.raises(PixelrtError, match=r"unknown runtime 'tpu'; choose one of: ort, ort-cuda, .*trt"):
+        open_backend("tpu", path)
     with pytest.raises(PixelrtError, match=r"unknown ONNX Runtime device 'tpu'; choose one of cpu, cuda"):
         OrtBackend(path, device="tpu")

@@ -1,0 +1,447 @@
+"""PixelCNN++ cached generation (the Fast PixelCNN++ scheme, Ramachandran et al. 2017).
+
+The u stream (rows above) of row r depends on rows < r only, so it is computed a
+whole row at a time by the per-row graph (``PixelCNNPPRow``) after each finished
+row; the ul stream (up and left) is computed one pixel at a time by the step
+graph (``PixelCNNPPStep``), which reads the u stream's contribution for its
+column from the row states. Every convolution caches only what its kernel
+reads:
+
+* row graph: each 2x3 down-shifted conv keeps its input's previous row (B, Cin, W_l);
+  the row is convolved as a 2-row image. Resolution l (width W >> l) advances only
+  on rows r with r % 2**l == 0 (``torch.cond``, exported as an ONNX ``If``); the
+  stride-2 conv reads the finer level's previous and current rows, the transposed
+  conv turns the coarser level's current row into this level's row (tap r % 2).
+* step graph: each 2x2 down-right-shifted conv keeps a 2-row ring of its input at
+  its own resolution (channels last, one zero column of left padding). Level l runs
+  only at fine positions with i % 2**l == j % 2**l == 0 (nested ``If``); its caches
+  are written by the host at those positions only (state update ``strided-ring-row``).
+  The stride-2 conv into level l+1 reads the level-l cache of the last encoder
+  output; the transposed conv back reads level l+1's decoder output at (a//2, b//2)
+  with tap (a % 2, b % 2), fresh when this step computed it, else from a one-row cache.
+
+Per step, level l costs one position's worth of work every 4**l steps, whatever
+the image size. Row 0 needs u-stream values that no finished row produced: the
+row module is run once at construction on a virtual row -1 (zero padding), and
+its result is baked in as constants that both graphs select while no row graph
+has run yet for that resolution.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pixelrt.models import logistic_mixture as logistic
+from pixelrt.models.pixelcnnpp import GatedResnet, PixelCNNPP, block_counts, concat_elu
+
+
+# -- shared helpers ------------------------------------------------------------------
+def _split_nin(block: GatedResnet, filters: int):
+    """nin of a decoder ul block reads concat_elu([u, ul]) = elu([u, ul, -u, -ul]): its u part
+    (weights on elu(u), elu(-u); with the bias) and ul part (weights on elu(ul), elu(-ul))."""
+    w = block.nin.weight.detach()[:, :, 0, 0]  # (F, 4F)
+    Fw = filters
+    w_u = torch.cat([w[:, :Fw], w[:, 2 * Fw:3 * Fw]], dim=1)
+    w_ul = torch.cat([w[:, Fw:2 * Fw], w[:, 3 * Fw:]], dim=1)
+    return w_u, w_ul, block.nin.bias.detach()
+
+
+def _nin_u_weights(block: GatedResnet, filters: int, decoder: bool):
+    if decoder:
+        w_u, _, b = _split_nin(block, filters)
+        return w_u, b
+    return block.nin.weight.detach()[:, :, 0, 0], block.nin.bias.detach()
+
+
+_TRACING = [False]
+
+
+class tracing_for_export:
+    """While active, resolution branches become ``torch.cond`` (an ONNX ``If``); eagerly they are
+    plain Python branches, which is what the PyTorch step runner wants."""
+
+    def __enter__(self):
+        _TRACING.append(True)
+
+    def __exit__(self, *exc):
+        _TRACING.pop()
+
+
+def _cond(pred, true_fn, false_fn, operands: list):
+    if _TRACING[-1]:
+        return torch.cond(pred, true_fn, false_fn, tuple(operands))
+    return true_fn(*operands) if bool(pred) else false_fn(*operands)
+
+
+# -- row graph: the u stream, one row at a time ---------------------------------------------
+def conv_row(conv, prev: torch.Tensor, cur: torch.Tensor) -> torch.Tensor:
+    """A 2x3 down-shifted conv's output row from its input rows r-1 and r: (B, Cin, W) x2 -> (B, Cout, W')."""
+    x = F.pad(torch.stack([prev, cur], dim=2), (1, 1, 0, 0))
+    return F.conv2d(x, conv.conv.weight, conv.conv.bias, stride=(1, conv.stride)).squeeze(2)
+
+
+def up_row(deconv, coarse: torch.Tensor, tap: torch.Tensor) -> torch.Tensor:
+    """Fine row 2a + tap of a stride-2 transposed 2x3 down-shifted conv from coarse row a: (B, Cin, Wc) -> (B, Cout, 2Wc)."""
+    y = F.conv_transpose2d(coarse.unsqueeze(2), deconv.deconv.weight, deconv.deconv.bias, stride=2)
+    Wc = coarse.shape[-1]
+    return y.index_select(2, tap.reshape(1)).squeeze(2)[:, :, 1:1 + 2 * Wc]
+
+
+class PixelCNNPPRow(nn.Module):
+    """The per-row graph: after row i, the u stream of row i + 1 at every resolution that advances.
+
+    Inputs: row_pixels (B, C, W) int64 (row i), row (scalar i), then the row states
+    (``state_names``). Outputs: the new row states, named ``<state>_next``.
+    """
+
+    def __init__(self, model: PixelCNNPP, width: int, bootstrap: bool = True):
+        super().__init__()
+        cfg = model.config
+        cfg.check_image(width, width)
+        self.m, self.cfg, self.width = model, cfg, width
+        self.R, self.Fw = cfg.resolutions, cfg.filters
+        self.enc, self.dec = block_counts(cfg)
+        self.nin_u = nn.ModuleList()
+        self.consts = None
+        if bootstrap:
+            boot = PixelCNNPPRow(model, width, bootstrap=False)
+            zeros = [torch.zeros(1, *s) for s in boot.state_shapes()]
+            with torch.no_grad():
+                out = boot(torch.zeros(1, cfg.channels, width, dtype=torch.long), torch.tensor(-1), *zeros)
+            for name, t in zip(self.state_names(), out):
+                self.register_buffer(f"const_{name}", t.detach().clone())
+            self.consts = True
+
+    def state_names(self) -> list[str]:
+        names = ["x_prev"]
+        for l in range(self.R):
+            names += [f"u{l}_cache", f"u{l}_feed"]
+            if l < self.R - 1:
+                names.append(f"u{l}_down_in")
+            if l > 0:
+                names.append(f"u{l}_dec_out")
+        return names
+
+    def state_shapes(self) -> list[tuple]:
+        C, Fw = self.cfg.channels, self.Fw
+        shapes = {"x_prev": (C + 1, self.width)}
+        for l in range(self.R):
+            Wl = self.width >> l
+            shapes[f"u{l}_cache"] = (2 * (self.enc[l] + self.dec[l]), 2 * Fw, Wl)
+            shapes[f"u{l}_feed"] = (Wl, self.enc[l] + self.dec[l], Fw)
+            shapes[f"u{l}_down_in"] = (Fw, Wl)
+            shapes[f"u{l}_dec_out"] = (Fw, Wl)
+        return [shapes[n] for n in self.state_names()]
+
+    def input_names(self) -> list[str]:
+        return ["row_pixels", "row"] + self.state_names()
+
+    def output_names(self) -> list[str]:
+        return [f"{n}_next" for n in self.state_names()]
+
+    def forward(self, row_pixels, row, *states):
+        names = self.state_names()
+        S = dict(zip(names, states))
+        if self.consts:  # before the first row graph run, the states are those of virtual row -1
+            first = row == 0
+            S = {n: torch.where(first, getattr(self, f"const_{n}"), S[n]) for n in names}
+        m, cfg = self.m, self.cfg
+        valid = (row >= 0).to(torch.float32)
+        xf = logistic.normalize(row_pixels, cfg.levels)
+        x_cur = torch.cat([xf, torch.ones_like(xf[:, :1])], dim=1) * valid  # (B, C+1, W); zero padding above the image
+        r = row + 1
+        u0 = conv_row(m.u_in, S["x_prev"], x_cur) * (r > 0).to(torch.float32)  # down_shift: row 0 is zero
+        out = self._level(0, u0, r, S)
+        out["x_prev"] = x_cur
+        return tuple(out[n] for n in names)
+
+    def _level(self, l: int, h: torch.Tensor, r_l: torch.Tensor, S: dict) -> dict:
+        """Level l's row r_l (encoder, coarser levels if they advance, decoder): new states of levels >= l."""
+        m = self.m
+        cache = S[f"u{l}_cache"]
+        new_cache, feeds, E = [], [], [h]
+        slot = 0
+        for k, (u_block, ul_block) in enumerate(zip(m.u_enc[l], m.ul_enc[l])):
+            h, ins = self._block(u_block, h, cache, slot, None)
+            new_cache += ins
+            slot += 2
+            E.append(h)
+            feeds.append(self._nin_u(ul_block, h, decoder=False))
+        out = {}
+        if l < self.R - 1:
+            deeper = [n for n in self.state_names() if n[0] == "u" and int(n[1:].split("_")[0]) > l]
+            top = E[-1]
+
+            def advance(top, down_in, r_l, *deep):
+                S2 = dict(zip(deeper, deep))
+                h1 = conv_row(m.u_down[l], down_in, top)
+                res = self._level(l + 1, h1, torch.div(r_l, 2, rounding_mode="floor"), S2)
+                return tuple(res[n] for n in deeper)
+
+            def keep(top, down_in, r_l, *deep):
+                return tuple(t.clone() for t in deep)
+
+            deep = _cond(r_l % 2 == 0, advance, keep, [top, S[f"u{l}_down_in"], r_l] + [S[n] for n in deeper])
+            out.update(zip(deeper, deep))
+            u = up_row(m.u_up[l], out[f"u{l + 1}_dec_out"], r_l % 2)
+            out[f"u{l}_down_in"] = top
+        else:
+            u = E.pop()
+        for u_block, ul_block in zip(m.u_dec[l], m.ul_dec[l]):
+            u, ins = self._block(u_block, u, cache, slot, E.pop())
+            new_cache += ins
+            slot += 2
+            feeds.append(self._nin_u(ul_block, u, decoder=True))
+        out[f"u{l}_cache"] = torch.stack(new_cache, dim=1)
+        out[f"u{l}_feed"] = torch.stack(feeds, dim=2)  # (B, W_l, L, F)
+        if l > 0:
+            out[f"u{l}_dec_out"] = u
+        return out
+
+    @staticmethod
+    def _block(block: GatedResnet, x, cache, slot: int, skip):
+        in1 = concat_elu(x)
+        c1 = conv_row(block.conv1, cache[:, slot], in1)
+        if skip is not None:
+            c1 = c1 + F.conv1d(concat_elu(skip), block.nin.weight[:, :, 0], block.nin.bias)
+        in2 = concat_elu(c1)
+        c2 = conv_row(block.conv2, cache[:, slot + 1], in2)
+        a, b = c2.chunk(2, dim=1)
+        return x + a * torch.sigmoid(b), [in1, in2]
+
+    def _nin_u(self, ul_block: GatedResnet, u, decoder: bool):
+        """The u part of a ul block's nin for every column: (B, F, W) -> (B, W, F)."""
+        w, b = _nin_u_weights(ul_block, self.Fw, decoder)
+        return (F.conv1d(concat_elu(u), w.unsqueeze(-1), b)).transpose(1, 2)
+
+
+# -- step graph: the ul stream, one pixel at a time ------------------------------------------
+class ShiftedWindow(nn.Module):
+    """The cached taps of L stacked convs over a 2-row ring (rows a-1, a; slot (r + 1) % 2),
+    columns b - left .. b - left + cols - 1 (cache padded by one zero column on the left and right).
+
+    forward(cache (B, L, 2, W_l + 2, Cin), a, b) -> (L, B, Cout): one batched MatMul.
+    """
+
+    def __init__(self, windows: list[torch.Tensor], cols: int, left: int):
+        super().__init__()
+        # windows: (Cout, Cin, 2, cols) with the taps at or after the current position zeroed
+        self.register_buffer("w", torch.stack([w.permute(2, 3, 1, 0).reshape(-1, w.shape[0]) for w in windows]))
+        self.register_buffer("row_offsets", torch.arange(2))
+        self.register_buffer("col_offsets", torch.arange(cols) + (1 - left))
+
+    def forward(self, cache, a, b):
+        window = cache.index_select(3, b + self.col_offsets).index_select(2, torch.remainder(a + self.row_offsets, 2))
+        window = window.reshape(window.shape[0], window.shape[1], -1).transpose(0, 1)
+        return torch.bmm(window, self.w)
+
+
+def _dr_window(conv) -> torch.Tensor:
+    w = conv.conv.weight.detach().clone()  # (Cout, Cin, 2, 2): rows a-1, a; cols b-1, b
+    w[:, :, 1, 1] = 0.0  # the current position comes from this step's input
+    return w
+
+
+def _centre(conv):
+    return conv.conv.weight.detach()[:, :, -1, -1].t().contiguous(), conv.conv.bias.detach().clone()
+
+
+@dataclass(frozen=True)
+class StepState:
+    name: str
+    shape: tuple      # per image
+    stride: int       # written at fine positions with i % stride == j % stride == 0
+    rows: int
+    pad: int
+    source: str
+
+
+class PixelCNNPPStep(nn.Module):
+    """One whole pixel (all channels) from cached state; the ul stream at every due resolution.
+
+    Inputs: row, col (int64 scalars), force (B, C) int64 (-1 = sample; (B,) when C = 1),
+    noise (B, C*(K+1)) uniform, then the step states (``step_states``) and the row states
+    the row graph owns (``u{l}_feed``). Outputs: value, logp (like force), then each step
+    state's new column (``source``).
+    """
+
+    def __init__(self, model: PixelCNNPP, width: int):
+        super().__init__()
+        cfg = model.config
+        cfg.check_image(width, width)
+        self.cfg, self.width, self.R, self.Fw = cfg, width, cfg.resolutions, cfg.filters
+        self.enc, self.dec = block_counts(cfg)
+        row = PixelCNNPPRow(model, width)
+        for l in range(self.R):  # the u stream of level row 0 (virtual row -1's row graph output)
+            self.register_buffer(f"const_feed{l}", getattr(row, f"const_u{l}_feed").clone())
+        m = model
+        # ul input: rows i-1, i x cols j-1..j+1 of x_pad; down part (1x3 on row i-1), left part (2x1 at col j-1)
+        C1, Fw = cfg.channels + 1, cfg.filters
+        w = torch.zeros(Fw, C1, 2, 3)
+        w[:, :, 0, :] += m.ul_in_up.conv.weight.detach()[:, :, 0, :]
+        w[:, :, :, 0] += m.ul_in_left.conv.weight.detach()[:, :, :, 0]
+        self.x_window = ShiftedWindow([w], cols=3, left=1)
+        self.register_buffer("b_up", m.ul_in_up.conv.bias.detach().clone())
+        self.register_buffer("b_left", m.ul_in_left.conv.bias.detach().clone())
+        self.win1, self.win2 = nn.ModuleList(), nn.ModuleList()
+        self.down_window, self.up_w, self.up_b = nn.ModuleList(), [], []
+        for l in range(self.R):
+            blocks = list(m.ul_enc[l]) + list(m.ul_dec[l])
+            self.win1.append(ShiftedWindow([_dr_window(b.conv1) for b in blocks], cols=2, left=1))
+            self.win2.append(ShiftedWindow([_dr_window(b.conv2) for b in blocks], cols=2, left=1))
+            for k, b in enumerate(blocks):
+                for name, conv in (("c1", b.conv1), ("c2", b.conv2)):
+                    wc, bc = _centre(conv)
+                    self.register_buffer(f"w{l}_{k}_{name}", wc)
+                    self.register_buffer(f"b{l}_{k}_{name}", bc)
+                if k >= self.enc[l]:
+                    _, w_ul, _ = _split_nin(b, Fw)
+                    self.register_buffer(f"w{l}_{k}_nin_ul", w_ul.t().contiguous())
+            if l < self.R - 1:
+                self.down_window.append(ShiftedWindow([_dr_window(m.ul_down[l])], cols=2, left=1))
+                wc, bc = _centre(m.ul_down[l])
+                self.register_buffer(f"w{l}_down", wc)
+                self.register_buffer(f"b{l}_down", bc)
+                wu = m.ul_up[l].deconv.weight.detach()  # (Cin, Cout, 2, 2)
+                self.register_buffer(f"w{l}_up", wu.permute(2, 3, 0, 1).reshape(4, Fw, Fw).contiguous())
+                self.register_buffer(f"b{l}_up", m.ul_up[l].deconv.bias.detach().clone())
+        self.register_buffer("w_out", m.out.weight.detach()[:, :, 0, 0].t().contiguous())
+        self.register_buffer("b_out", m.out.bias.detach().clone())
+
+    # -- I/O -------------------------------------------------------------------------
+    def step_states(self) -> list[StepState]:
+        C1, Fw = self.cfg.channels + 1, self.Fw
+        out = [StepState("x_cache", (1, 2, self.width + 2, C1), 1, 2, 1, "x_new")]
+        for l in range(self.R):
+            s, Wl, L = 2 ** l, self.width >> l, self.enc[l] + self.dec[l]
+            out.append(StepState(f"ul{l}_c1", (L, 2, Wl + 2, 2 * Fw), s, 2, 1, f"ul{l}_c1_new"))
+            out.append(StepState(f"ul{l}_c2", (L, 2, Wl + 2, 2 * Fw), s, 2, 1, f"ul{l}_c2_new"))
+            if l < self.R - 1:
+                out.append(StepState(f"ul{l}_down", (1, 2, Wl + 2, Fw), s, 2, 1, f"ul{l}_down_new"))
+            if l > 0:
+                out.append(StepState(f"ul{l}_dec", (1, 1, Wl, Fw), s, 1, 0, f"ul{l}_dec_new"))
+        return out
+
+    def feed_names(self) -> list[str]:
+        return [f"u{l}_feed" for l in range(self.R)]
+
+    def input_names(self) -> list[str]:
+        return ["row", "col", "force", "noise"] + [s.name for s in self.step_states()] + self.feed_names()
+
+    def output_names(self) -> list[str]:
+        return ["value", "logp"] + [s.source for s in self.step_states()]
+
+    @property
+    def noise_per_pixel(self) -> int:
+        return self.cfg.channels * (self.cfg.mixtures + 1)
+
+    # -- the step --------------------------------------------------------------------
+    def forward(self, row, col, force, noise, *states):
+        cfg = self.cfg
+        names = [s.name for s in self.step_states()] + self.feed_names()
+        S = dict(zip(names, states))
+        B = noise.shape[0]
+        force2 = force.reshape(B, cfg.channels)
+        # ul input from the x cache; the down part is zero on row 0 and the left part on column 0 (shifts)
+        h = self.x_window(S["x_cache"], row, col)[0] + self.b_up * (row > 0).to(torch.float32) \
+            + self.b_left * (col > 0).to(torch.float32)
+        out, h = self._level(0, h, row, col, S)
+        params = F.elu(h) @ self.w_out + self.b_out
+        value, logp = logistic.sample(params, noise, force2, cfg.channels, cfg.mixtures, cfg.levels)
+        xf = logistic.normalize(value, cfg.levels)
+        out["x_new"] = torch.cat([xf, torch.ones_like(xf[:, :1])], dim=1).unsqueeze(1)
+        return (value.reshape(force.shape), logp.reshape(force.shape),
+                *(out[s.source] for s in self.step_states()))
+
+    def _feed(self, l, a, b, S):
+        """The u stream's nin contribution of each ul block at level l, column b: (B, L, F)."""
+        const = getattr(self, f"const_feed{l}").index_select(1, b)  # (1, 1, L, F)
+        state = S[f"u{l}_feed"].index_select(1, b)
+        return torch.where(a == 0, const, state)[:, 0]
+
+    def _block(self, l, k, x, win1, win2, feed, skip):
+        in1 = concat_elu(x, dim=-1)
+        c1 = in1 @ getattr(self, f"w{l}_{k}_c1") + getattr(self, f"b{l}_{k}_c1") + win1[k] + feed[:, k]
+        if skip is not None:
+            c1 = c1 + concat_elu(skip, dim=-1) @ getattr(self, f"w{l}_{k}_nin_ul")
+        in2 = concat_elu(c1, dim=-1)
+        c2 = in2 @ getattr(self, f"w{l}_{k}_c2") + getattr(self, f"b{l}_{k}_c2") + win2[k]
+        ga, gb = c2.chunk(2, dim=-1)
+        return x + ga * torch.sigmoid(gb), in1, in2
+
+    def _level(self, l: int, h, a, b, S: dict):
+        """Level l at its position (a, b): encoder, due coarser levels, decoder. Returns the new
+        columns of level >= l states and the decoder output (B, F)."""
+        feed = self._feed(l, a, b, S)
+        win1 = self.win1[l](S[f"ul{l}_c1"], a, b)
+        win2 = self.win2[l](S[f"ul{l}_c2"], a, b)
+        in1s, in2s, E = [], [], [h]
+        k = 0
+        for _ in range(self.enc[l]):
+            h, i1, i2 = self._block(l, k, h, win1, win2, feed, None)
+            in1s.append(i1)
+            in2s.append(i2)
+            E.append(h)
+            k += 1
+        out = {}
+        if l < self.R - 1:
+            top = E[-1]
+            deeper = [s for s in self.step_states() if s.stride > 2 ** l]
+            deep_in = [n for n in [s.name for s in self.step_states()] + self.feed_names()
+                       if (n.startswith("ul") or n.startswith("u")) and int(n.lstrip("ul").split("_")[0]) > l]
+            deep_in.append(f"ul{l}_down")
+            deep_in = sorted(set(deep_in), key=deep_in.index)
+
+            def run(top, a, b, *ops):
+                S2 = dict(zip(deep_in, ops))
+                h1 = self.down_window[l](S2[f"ul{l}_down"], a, b)[0] + top @ getattr(self, f"w{l}_down") \
+                    + getattr(self, f"b{l}_down")
+                a2, b2 = torch.div(a, 2, rounding_mode="floor"), torch.div(b, 2, rounding_mode="floor")
+                res, dec = self._level(l + 1, h1, a2, b2, S2)
+                return (*(res[s.source] for s in deeper), dec.clone())  # an If output may not alias another
+
+            def skip(top, a, b, *ops):
+                S2 = dict(zip(deep_in, ops))
+                zeros = [top.new_zeros(top.shape[0], s.shape[0], s.shape[-1]) for s in deeper]
+                b2 = torch.div(b, 2, rounding_mode="floor")
+                dec = S2[f"ul{l + 1}_dec"].index_select(3, b2)[:, 0, 0, 0]  # computed at (2 (a//2), 2 (b//2))
+                return (*zeros, dec)
+
+            due = (a % 2 == 0) & (b % 2 == 0)
+            res = _cond(due, run, skip, [top, a, b] + [S[n] for n in deep_in])
+            out.update({s.source: t for s, t in zip(deeper, res[:-1])})
+            tap = (a % 2) * 2 + (b % 2)
+            h = res[-1] @ getattr(self, f"w{l}_up").index_select(0, tap)[0] + getattr(self, f"b{l}_up")
+            out[f"ul{l}_down_new"] = top.unsqueeze(1)
+        else:
+            h = E.pop()
+        for _ in range(self.dec[l]):
+            h, i1, i2 = self._block(l, k, h, win1, win2, feed, E.pop())
+            in1s.append(i1)
+            in2s.append(i2)
+            k += 1
+        out[f"ul{l}_c1_new"] = torch.stack(in1s, dim=1)
+        out[f"ul{l}_c2_new"] = torch.stack(in2s, dim=1)
+        if l > 0:
+            out[f"ul{l}_dec_new"] = h.unsqueeze(1)
+        return out, h
+
+
+# -- what the host needs ------------------------------------------------------------------------
+def step_plan(model: PixelCNNPP, width: int):
+    """The manifest's view of the two graphs: every state (step caches, row states) and the schedule."""
+    from pixelrt.runtime.bundle import StateSpec, StepSchedule
+
+    step, row = PixelCNNPPStep(model, width), PixelCNNPPRow(model, width, bootstrap=False)
+    states = []
+    for s in step.step_states():
+        kind = "ring-row" if s.stride == 1 else "strided-ring-row"
+        states.append(StateSpec(s.name, ("batch", *s.shape), "float32", "zeros", kind, s.source, s.rows, s.pad,
+                                s.stride))
+    for name, shape in zip(row.state_names(), row.state_shapes()):
+        states.append(StateSpec(name, ("batch", *shape), "float32", "zeros", "row", f"{name}_next"))
+    schedule = StepSchedule(substeps_per_pixel=1, noise_per_substep=step.noise_per_pixel, row_graph="row")
+    return states, schedule

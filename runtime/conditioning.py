@@ -1,0 +1,93 @@
+"""Conditioning inputs of a bundle (manifest ``conditioning``), checked before they reach a graph.
+
+A class label indexes an embedding inside the graphs: an out-of-range label would
+surface as a runtime's Gather error, or silently read another row on some
+runtimes, so it is refused here with the valid range. A conditioning map must
+have the manifest's per-image shape and finite values. Torch-free.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from pixelrt.errors import PixelrtError
+
+
+def records(bundle) -> dict[str, dict]:
+    """name -> manifest record ({"name", "dtype", "shape", "kind", ...}) of each conditioning input."""
+    return {r["name"]: r for r in bundle.manifest.get("conditioning") or []}
+
+
+def check_conditioning(bundle, context: dict | None, n: int) -> dict[str, np.ndarray]:
+    """Presence (the schedule's names), then per-record dtype, shape and range; returns feedable arrays."""
+    from pixelrt.runtime.sampler import check_context
+
+    context = check_context(context, bundle.context, n)
+    out = {}
+    for name, value in context.items():
+        rec = records(bundle).get(name)
+        value = np.asarray(value)
+        if rec is None:
+            out[name] = value
+            continue
+        want = (n, *rec.get("shape", []))
+        if value.shape != want:
+            raise PixelrtError(f"conditioning input {name!r} has shape {value.shape}, expected {want}")
+        if rec.get("kind") == "class":
+            if not np.issubdtype(value.dtype, np.integer):
+                raise PixelrtError(f"labels must be integers, got {value.dtype}")
+            classes = int(rec["classes"])
+            if value.size and (value.min() < 0 or value.max() >= classes):
+                raise PixelrtError(f"labels must lie in 0..{classes - 1} (the model has {classes} classes), "
+                                   f"got {value.min()}..{value.max()}")
+        elif np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
+            raise PixelrtError(f"conditioning input {name!r} contains NaN or infinity")
+        out[name] = np.ascontiguousarray(value, dtype=rec["dtype"])
+    return out
+
+
+def parse_labels(text: str, n: int) -> np.ndarray:
+    """`--label` text -> (n,) int64: one label ("3") for every image, or a list ("0,1,2" or "0-9") split
+    into equal consecutive blocks (n must be a multiple of its length), one block per label."""
+    labels = []
+    for part in text.split(","):
+        part = part.strip()
+        m = re.fullmatch(r"(\d+)-(\d+)", part)
+        if m and int(m.group(1)) <= int(m.group(2)):
+            labels.extend(range(int(m.group(1)), int(m.group(2)) + 1))
+        elif re.fullmatch(r"\d+", part):
+            labels.append(int(part))
+        else:
+            raise PixelrtError(f"--label {text!r}: expected a class index, a list like 0,3,7 or a range like 0-9")
+    if n % len(labels):
+        raise PixelrtError(f"--label gives {len(labels)} labels but -n is {n}; -n must be a multiple of "
+                           f"{len(labels)} (each label gets n / {len(labels)} images)")
+    return np.repeat(np.asarray(labels, dtype=np.int64), n // len(labels))
+
+
+def data_context(names, ds) -> dict[str, np.ndarray]:
+    """The conditioning inputs ``names`` for the images of data set ``ds`` (labels come from the data)."""
+    out = {}
+    for name in names:
+        if name == "label" and ds.labels is not None:
+            out[name] = np.asarray(ds.labels, dtype=np.int64)
+        elif name == "label":
+            raise PixelrtError(f"{ds.name} has no labels, but the model is label-conditional; use labelled data "
+                               "(digits, an .npz with 'y'/'labels', MNIST/CIFAR-10 with labels, class subfolders)")
+        else:
+            raise PixelrtError(f"the model takes a {name!r} input that data sets do not provide; "
+                               "use the Python API and pass it as context")
+    return out
+
+
+def sample_context(bundle, n: int) -> dict[str, np.ndarray]:
+    """Context for ``n`` parity samples: labels cycling through the classes; maps cannot be made up."""
+    out = {}
+    for name in bundle.context:
+        rec = records(bundle).get(name, {})
+        if rec.get("kind") != "class":
+            raise PixelrtError(f"the bundle takes a {name!r} input pixelrt cannot invent for sampling; "
+                               "use the Python API and pass it as context")
+        out[name] = np.arange(n, dtype=np.int64) % int(rec["classes"])
+    return out
