@@ -31,41 +31,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from pixelrt.models.layers import MaskedConv2d
-from pixelrt.models.lstm_layers import LSTMResidual, MaskedGateConv, lstm_update, skew, unskew
+from pixelrt.models.lstm_layers import LSTMModelConfig, LSTMResidual, MaskedGateConv, lstm_update, skew, unskew
 from pixelrt.models.categorical import CategoricalHead
 
 
 @dataclass
-class DiagBiLSTMConfig:
-    channels: int = 1              # image channels C: 1 grey, 3 RGB
-    levels: int = 256              # values per sub-pixel
-    hidden: int | None = None      # backbone width 2h, divisible by 2*channels (default: 64 rounded to fit)
-    state: int | None = None       # LSTM state channels per stream, divisible by channels (default: hidden // 2)
-    layers: int = 2                # Diagonal BiLSTM residual layers
+class DiagBiLSTMConfig(LSTMModelConfig):
     reverse_sees_row: bool = True  # reverse stream also reads the row's pixels (1x1): full receptive field
-    input_kernel: int = 7          # Mask-A input conv size (odd)
-    head_hidden: int | None = None  # first 1x1 Mask-B output conv (default: 64 rounded to fit)
-
-    def __post_init__(self) -> None:
-        if self.hidden is None:
-            self.hidden = 64 // (2 * self.channels) * (2 * self.channels)
-        if self.state is None:
-            self.state = self.hidden // 2 // self.channels * self.channels
-        if self.head_hidden is None:
-            self.head_hidden = 64 // self.channels * self.channels
-
-    def validate(self) -> None:
-        if not 2 <= self.levels <= 256:
-            raise ValueError(f"levels must be in 2..256 (uint8 images), got {self.levels}")
-        if self.hidden % (2 * self.channels):
-            raise ValueError(f"hidden={self.hidden} must be divisible by 2*channels={2 * self.channels}")
-        for name in ("state", "head_hidden"):
-            if getattr(self, name) < self.channels or getattr(self, name) % self.channels:
-                raise ValueError(f"{name}={getattr(self, name)} must be a positive multiple of channels={self.channels}")
-        if self.input_kernel < 1 or self.input_kernel % 2 == 0:
-            raise ValueError(f"input_kernel={self.input_kernel} must be a positive odd number")
-        if self.layers < 1:
-            raise ValueError(f"layers={self.layers} must be at least 1")
 
 
 class DiagonalLSTM(nn.Module):

@@ -11,6 +11,8 @@ kernels read positions that are entirely in the past, so they are unmasked.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +34,44 @@ def lstm_update(gates: torch.Tensor, c_prev: torch.Tensor, dim: int = 1) -> tupl
     o, f, i, g = gates.chunk(4, dim=dim)
     c = torch.sigmoid(f) * c_prev + torch.sigmoid(i) * torch.tanh(g)
     return torch.sigmoid(o) * torch.tanh(c), c
+
+
+@dataclass
+class LSTMModelConfig:
+    """Fields and checks shared by the PixelRNN configs (Row LSTM, Diagonal BiLSTM)."""
+
+    channels: int = 1              # image channels C: 1 grey, 3 RGB
+    levels: int = 256              # values per sub-pixel
+    hidden: int | None = None      # backbone width 2h, divisible by 2*channels (default: 64 rounded to fit)
+    state: int | None = None       # LSTM state channels per stream, divisible by channels (default: hidden // 2)
+    layers: int = 2                # LSTM residual layers
+    input_kernel: int = 7          # Mask-A input conv size (odd)
+    head_hidden: int | None = None  # first 1x1 Mask-B output conv (default: 64 rounded to fit)
+
+    odd_kernels: ClassVar[tuple[str, ...]] = ("input_kernel",)
+
+    def __post_init__(self) -> None:
+        if self.hidden is None:
+            self.hidden = 64 // (2 * self.channels) * (2 * self.channels)
+        if self.state is None:
+            self.state = self.hidden // 2 // self.channels * self.channels
+        if self.head_hidden is None:
+            self.head_hidden = 64 // self.channels * self.channels
+
+    def validate(self) -> None:
+        if not 2 <= self.levels <= 256:
+            raise ValueError(f"levels must be in 2..256 (uint8 images), got {self.levels}")
+        if self.hidden % (2 * self.channels):
+            raise ValueError(f"hidden={self.hidden} must be divisible by 2*channels={2 * self.channels}")
+        for name in ("state", "head_hidden"):
+            if getattr(self, name) < self.channels or getattr(self, name) % self.channels:
+                raise ValueError(f"{name}={getattr(self, name)} must be a positive multiple of channels={self.channels}")
+        for name in self.odd_kernels:
+            k = getattr(self, name)
+            if k < 1 or k % 2 == 0:
+                raise ValueError(f"{name}={k} must be a positive odd number")
+        if self.layers < 1:
+            raise ValueError(f"layers={self.layers} must be at least 1")
 
 
 class MaskedGateConv(MaskedConv2d):

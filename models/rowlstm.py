@@ -19,49 +19,22 @@ format and the step loop are those of PixelCNN; per-step cost is O(k * width of 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from pixelrt.models.layers import ConvWindowStack, MaskedConv2d, RowCache
-from pixelrt.models.lstm_layers import (CategoricalStepHead, LSTMResidual, MaskedGateConv, lstm_update,
-                                        read_window, stacked_matmul, state_window_weight)
+from pixelrt.models.lstm_layers import (CategoricalStepHead, LSTMModelConfig, LSTMResidual, MaskedGateConv,
+                                        lstm_update, read_window, stacked_matmul, state_window_weight)
 from pixelrt.models.categorical import CategoricalHead, normalize
 
 
 @dataclass
-class RowLSTMConfig:
-    channels: int = 1              # image channels C: 1 grey, 3 RGB
-    levels: int = 256              # values per sub-pixel
-    hidden: int | None = None      # backbone width 2h, divisible by 2*channels (default: 64 rounded to fit)
-    state: int | None = None       # LSTM state channels h, divisible by channels (default: hidden // 2 rounded)
-    layers: int = 2                # Row LSTM residual layers
-    input_kernel: int = 7          # Mask-A input conv size (odd)
+class RowLSTMConfig(LSTMModelConfig):
     row_kernel: int = 3            # k of the 1 x k input-to-state and state-to-state convs (odd)
-    head_hidden: int | None = None  # first 1x1 Mask-B output conv (default: 64 rounded to fit)
 
-    def __post_init__(self) -> None:
-        if self.hidden is None:
-            self.hidden = 64 // (2 * self.channels) * (2 * self.channels)
-        if self.state is None:
-            self.state = self.hidden // 2 // self.channels * self.channels
-        if self.head_hidden is None:
-            self.head_hidden = 64 // self.channels * self.channels
-
-    def validate(self) -> None:
-        if not 2 <= self.levels <= 256:
-            raise ValueError(f"levels must be in 2..256 (uint8 images), got {self.levels}")
-        if self.hidden % (2 * self.channels):
-            raise ValueError(f"hidden={self.hidden} must be divisible by 2*channels={2 * self.channels}")
-        for name in ("state", "head_hidden"):
-            if getattr(self, name) < self.channels or getattr(self, name) % self.channels:
-                raise ValueError(f"{name}={getattr(self, name)} must be a positive multiple of channels={self.channels}")
-        for name in ("input_kernel", "row_kernel"):
-            k = getattr(self, name)
-            if k < 1 or k % 2 == 0:
-                raise ValueError(f"{name}={k} must be a positive odd number")
-        if self.layers < 1:
-            raise ValueError(f"layers={self.layers} must be at least 1")
+    odd_kernels: ClassVar[tuple[str, ...]] = ("input_kernel", "row_kernel")
 
 
 class RowLSTMLayer(LSTMResidual):
