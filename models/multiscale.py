@@ -53,8 +53,9 @@ class MultiScaleConfig:
     up_channels: int = 16           # C_up: channels of the upsampled coarse image
 
     def stage(self) -> RowLSTMConfig:
-        return RowLSTMConfig(self.channels, self.levels, self.hidden, self.state, self.layers,
-                             self.input_kernel, self.row_kernel, self.head_hidden)
+        return RowLSTMConfig(channels=self.channels, levels=self.levels, hidden=self.hidden, state=self.state,
+                             layers=self.layers, input_kernel=self.input_kernel, row_kernel=self.row_kernel,
+                             head_hidden=self.head_hidden)
 
     def __post_init__(self) -> None:
         cfg = self.stage()  # fills the width defaults once, so the checkpoint records them

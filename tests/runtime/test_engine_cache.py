@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -123,7 +124,7 @@ WORKER = textwrap.dedent('''
     def build(p, o):
         with open(log, "a") as f:
             f.write(f"start {time.monotonic()}\\n")
-        time.sleep(0.6)
+        time.sleep(3.0)  # long enough that the second process arrives while the lock is held
         with open(log, "a") as f:
             f.write(f"end {time.monotonic()}\\n")
         return b"engine-bytes"
@@ -136,8 +137,16 @@ WORKER = textwrap.dedent('''
 
 def test_two_processes_never_build_the_same_engine_at_once(onnx_file, tmp_path):
     log = tmp_path / "builds.log"
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(onnx_file), str(tmp_path / "c"), str(log)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    def start():
+        return subprocess.Popen([sys.executable, "-c", WORKER, str(onnx_file), str(tmp_path / "c"), str(log)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    procs = [start()]
+    deadline = time.monotonic() + 60
+    while not (log.exists() and "start" in log.read_text()):  # the first process holds the lock and builds
+        assert time.monotonic() < deadline and procs[0].poll() is None, procs[0].communicate()
+        time.sleep(0.05)
+    procs.append(start())  # ... so the second one must wait for it, then reuse its engine
     outs = [p.communicate(timeout=60) for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     assert [o[0].strip().splitlines()[-1] for o in outs] == ["GOT engine-bytes"] * 2
