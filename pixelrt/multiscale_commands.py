@@ -12,9 +12,6 @@ import numpy as np
 
 from pixelrt.errors import ParityError, PixelrtError
 
-BPD_BUDGET, LOGP_BUDGET = 1e-5, 1e-4
-
-
 def ms_export(args, model, meta, test_x: np.ndarray, record: dict) -> int:
     from pixelrt.export.multiscale_export import export_multiscale
     from pixelrt.runtime.bundle import ImageSpec
@@ -65,49 +62,15 @@ def ms_eval(args, bundle, x: np.ndarray, source: str) -> int:
 
 def ms_parity(args, model, meta, test_x: np.ndarray, record: dict) -> int:
     """PyTorch vs ORT (full graphs), teacher-forced steps vs PyTorch, sampled log-probs vs full graphs."""
-    import tempfile
-
-    import torch
-
-    from pixelrt.export.multiscale_export import export_multiscale
-    from pixelrt.runtime.bundle import ImageSpec, load_bundle
-    from pixelrt.runtime.multiscale import bias_field, evaluate_multiscale, open_multiscale, sample_multiscale
-    from pixelrt.runtime.ort_backend import OrtBackend
+    from pixelrt.export.multiscale_parity import run_multiscale_parity
 
     if args.receptive_field is not None:
         return _receptive_field(model, meta, args)
-    with tempfile.TemporaryDirectory(prefix="pixelrt-parity-") as tmp:
-        given = [args.bundle] if isinstance(args.bundle, str) else list(args.bundle or [])
-        if len(given) > 1:
-            raise PixelrtError("multi-scale parity compares one bundle with its checkpoint; pass --bundle once")
-        if given:
-            bundle = load_bundle(given[0])
-        else:
-            print("exporting a bundle to a temporary folder (pass --bundle to compare an existing one)")
-            bundle, _ = export_multiscale(model, ImageSpec(**meta["image"]), test_x[:8], Path(tmp) / "bundle",
-                                          log=lambda s: None)
-        ms = open_multiscale(bundle)
-        x = test_x[: args.num]
-        with torch.inference_mode():
-            ll_t = model(torch.from_numpy(x)).double().numpy()
-            xt = torch.from_numpy(x[: args.teacher])
-            p1, p2 = (p.numpy() for p in model.log_prob_parts(xt))
-        ev = evaluate_multiscale(ms, x, source="held-out images")
-        tf = sample_multiscale(ms, len(xt), args.seed, force=xt.numpy(), progress=not args.no_progress)
-        s = sample_multiscale(ms, args.samples, args.seed, progress=not args.no_progress)
-        with OrtBackend(ms.top.graph_path("cond")) as cond, OrtBackend(ms.stage1.graph_path("full")) as f1, \
-                OrtBackend(ms.stage2.graph_path("full")) as f2:
-            full = f1.infer({"x": s.coarse})["loglik"].astype(np.float64) + \
-                f2.infer({"x": s.images, "bias": bias_field(cond, s.coarse)})["loglik"]
-    rows = {
-        "full: ORT vs PyTorch |d bits/dim|": (float(np.abs(ev.bits_per_dim - ms.image.bits_per_dim(ll_t)).max()), BPD_BUDGET),
-        "stage 1 steps (forced) vs PyTorch |d log p|": (float(np.abs(tf.logp1 - p1).max()), LOGP_BUDGET),
-        "stage 2 steps (forced) vs PyTorch |d log p|": (float(np.abs(tf.logp2 - p2).max()), LOGP_BUDGET),
-        "samples: summed step log p vs full |d bits/dim|":
-            (float(np.abs(ms.image.bits_per_dim(s.loglik) - ms.image.bits_per_dim(full)).max()), BPD_BUDGET),
-    }
-    print(f"multi-scale parity ({len(x)} held-out, {len(xt)} forced, {args.samples} sampled images); "
-          f"held-out {ev.mean_bits_per_dim:.4f} bits/dim (ORT)")
+    given = [args.bundle] if isinstance(args.bundle, str) else list(args.bundle or [])
+    rows, held_out, n, forced = run_multiscale_parity(model, meta, test_x, given, args.num, args.teacher,
+                                                      args.samples, args.seed, not args.no_progress)
+    print(f"multi-scale parity ({n} held-out, {forced} forced, {args.samples} sampled images); "
+          f"held-out {held_out:.4f} bits/dim (ORT)")
     for k, (v, b) in rows.items():
         print(f"  {k:<50} {v:.2e}  (budget {b:.0e}) {'ok' if v <= b else 'MISS'}")
     if args.json:
@@ -119,19 +82,12 @@ def ms_parity(args, model, meta, test_x: np.ndarray, record: dict) -> int:
 
 
 def _receptive_field(model, meta, args) -> int:
-    import torch
+    from pixelrt.export.multiscale_parity import stage_fields
+    from pixelrt.export.receptive_field import format_fields
 
-    from pixelrt.export.receptive_field import format_fields, measure
-    from pixelrt.models.multiscale import GivenCoarse
-
-    img = meta["image"]
     if args.receptive_field != "auto":
         raise PixelrtError("--receptive-field for a multi-scale model uses the checkpoint's size (pass it bare)")
-    C, H, W = img["channels"], img["height"], img["width"]
-    coarse = torch.randint(0, img["levels"], (1, C, H // 2, W // 2), dtype=torch.uint8,
-                           generator=torch.Generator().manual_seed(args.seed))
-    reports = [measure(model.stage1, "stage 1 (coarse image)", (C, H // 2, W // 2), seed=args.seed),
-               measure(GivenCoarse(model, coarse), "stage 2 (coarse image fixed)", (C, H, W), seed=args.seed)]
+    reports = stage_fields(model, meta["image"], args.seed)
     print(format_fields(reports))
     if any(r.audit.violations for r in reports):
         raise ParityError("causality violated in a stage of the multi-scale model")
