@@ -159,8 +159,8 @@ TORCH_FREE = {"pixelrt": "pixelrt", "runtime": "pixelrt.runtime", "calibration":
 # torch-side modules lazily inside the function. Everything else (parser, main, sample, eval, info,
 # every module's top level) must stay torch-free. Extend this only for a command that trains or exports.
 LAZY_EXPORT_COMMANDS = {
-    "pixelrt/cli.py": {"cmd_train", "cmd_export", "cmd_parity", "_receptive_field", "_precision_parity", "cmd_bench",
-                       "cmd_demo"},
+    "pixelrt/cli_model.py": {"cmd_train", "cmd_export", "cmd_parity", "_receptive_field", "_precision_parity",
+                             "cmd_bench", "cmd_demo"},
     "pixelrt/demo.py": {"run_demo"},
     "pixelrt/vae_commands.py": {"vae_export", "vae_parity"},
     "pixelrt/multiscale_commands.py": {"ms_export", "ms_parity", "_receptive_field"},

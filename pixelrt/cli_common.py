@@ -1,0 +1,88 @@
+"""Helpers shared by the CLI's command modules: data/runtime arguments, the recorded data split,
+config overrides and conditioning inputs. Torch-free."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from pixelrt.errors import PixelrtError
+
+
+def _add_data_args(p: argparse.ArgumentParser, default: str | None = "digits") -> None:
+    from pixelrt.data import SPEC_HELP
+
+    p.add_argument("--data", default=default,
+                   help=f"data set: {SPEC_HELP} (default: {default or 'the one recorded at training time'})")
+    p.add_argument("--levels", type=int, default=None, help="levels per sub-pixel if the data does not say (2..256)")
+    p.add_argument("--test-fraction", type=float, default=None,
+                   help="held-out share of the data (default: as recorded at training time, else 0.2)")
+    p.add_argument("--split-seed", type=int, default=None,
+                   help="seed of the deterministic train/test split (default: as recorded, else 0)")
+
+
+def _add_runtime_arg(p: argparse.ArgumentParser) -> None:
+    from pixelrt.runtime.backends import RUNTIMES
+
+    p.add_argument("--runtime", default="ort", choices=list(RUNTIMES),
+                   help="; ".join(f"{k}: {v}" for k, v in RUNTIMES.items()) + " (default: %(default)s)")
+
+
+def _split_data(args, recorded: dict | str | None = None):
+    """Load --data (or the recorded data set) and split it as it was split at training time.
+
+    ``recorded`` is the data record of a checkpoint or bundle; explicit flags win over it.
+    Returns (dataset, train, test, record) where record says what was used.
+    """
+    from pixelrt.data import load_dataset, split
+
+    recorded = {"spec": recorded} if isinstance(recorded, str) else dict(recorded or {})
+
+    def pick(flag: str, key: str, default):
+        value = getattr(args, flag, None)
+        return value if value is not None else recorded.get(key) if recorded.get(key) is not None else default
+
+    spec = pick("data", "spec", None)
+    if not spec:
+        raise PixelrtError("no data set given and none recorded with the model; pass --data")
+    record = {"spec": spec, "levels": pick("levels", "levels", None),
+              "test_fraction": pick("test_fraction", "test_fraction", 0.2), "split_seed": pick("split_seed", "split_seed", 0)}
+    ds = load_dataset(spec, levels=record["levels"])
+    train, test = split(ds, record["test_fraction"], record["split_seed"])
+    return ds, train, test, record
+
+
+def _parse_overrides(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise PixelrtError(f"--set {pair!r} is not KEY=VALUE, e.g. --set hidden=64")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _condition_overrides(args, entry, ds) -> dict:
+    """--condition label -> num_classes from the data set's labels (checked against the model's config)."""
+    if getattr(args, "condition", "none") == "none":
+        return {}
+    from dataclasses import fields
+
+    if "num_classes" not in {f.name for f in fields(entry.config_cls)}:
+        raise PixelrtError(f"model {entry.name!r} cannot be label-conditioned; use --model gated")
+    if ds.labels is None:
+        raise PixelrtError(f"{ds.name} has no labels; --condition label needs labelled data (digits, an .npz with "
+                           "'y' or 'labels', MNIST with its labels file, CIFAR-10, class subfolders)")
+    return {"num_classes": int(ds.labels.max()) + 1}
+
+
+def _model_context(model, ds, n: int) -> dict:
+    """{"context": ...} with the conditioning of ds's first n images, for a conditional model; else {}."""
+    names = getattr(model, "context_names", [])
+    if not names:
+        return {}
+    from pixelrt.runtime.conditioning import data_context
+
+    return {"context": {k: v[:n] for k, v in data_context(names, ds).items()}}
