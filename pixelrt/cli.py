@@ -28,6 +28,8 @@ typical flow:
   pixelrt calibrate bundles/pixelcnn --precision int8 -o bundles/pixelcnn-int8   # FP16 / INT8 Q/DQ bundle
   pixelrt demo                                        # all of the above in one go
 
+models (--model NAME): pixelcnn, gated (label-conditional with --condition label),
+  pixelcnnpp, rowlstm, diagbilstm, multiscale, vae; the same commands drive each.
 VAE (docs/vae.md): pixelrt train --model vae, then export / sample [--mean] /
   interpolate --pair A B / eval --iwae K / parity on its checkpoint and bundle.
 """
