@@ -31,7 +31,6 @@ def test_bundle_declares_the_row_graph_and_its_state(diag_bundle):
     assert bundle.manifest["validation"]["row_max_delta"] <= LOGP_BUDGET
 
 
-@pytest.mark.slow  # a second export of the unrolled graph: minutes on a loaded 2-core machine
 def test_full_graph_at_a_second_image_size(diag_bundle, tmp_path):
     """The diagonal loop is unrolled at the traced H x W; the same weights exported at 7x4 agree with PyTorch."""
     model, bundle = diag_bundle

@@ -22,7 +22,6 @@ def rowlstm_bundle(tmp_path_factory):
     return model, export_bundle(model, image, x, out, log=lambda s: None).bundle
 
 
-@pytest.mark.slow  # a second export of the unrolled graph: a minute on a loaded 2-core machine
 def test_full_graph_is_exported_for_its_image_size_and_a_second_size_works(rowlstm_bundle, tmp_path):
     """The row recurrence is unrolled at the traced H (the bundle is for one size): the 5x6 bundle's graph
     declares 5x6, and the same weights exported at 7x4 agree with PyTorch at 7x4."""
