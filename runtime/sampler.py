@@ -155,17 +155,28 @@ def _loop_batch(runner, row_runner, image, schedule, state, noise, force, contex
     pixel = np.zeros((B, C), dtype=np.int64)
     values = np.zeros((H, W, S, B, cps), dtype=np.int64)
     logps = np.zeros((H, W, S, B, cps), dtype=np.float32)
+    # The feed dict holds exactly the inputs the graph takes, built once; each call only rebinds the
+    # per-step entries it declares (no per-call filtering or allocation in this, the hottest loop).
     wanted = _wanted(runner)
-    feeds = {**caches, **context}
+    takes = (lambda k: True) if wanted is None else wanted.__contains__
+    feeds = {k: v for k, v in {**caches, **context, "pixel": pixel}.items() if takes(k)}
+    t_row, t_col, t_channel, t_force, t_noise = (takes(k) for k in ("row", "col", "channel", "force", "noise"))
     first = True
     for i in range(H):
+        if t_row:
+            feeds["row"] = scalars[i]
         for j in range(W):
             pixel[:] = 0
+            if t_col:
+                feeds["col"] = scalars[j]
             for s in range(S):
-                feeds.update(pixel=pixel, row=scalars[i], col=scalars[j], channel=scalars[s],
-                             force=force_t[i, j, s], noise=noise_t[i, j, s])
-                call = feeds if wanted is None else {k: feeds[k] for k in wanted if k in feeds}
-                out = runner.infer(call, check=first)
+                if t_channel:
+                    feeds["channel"] = scalars[s]
+                if t_force:
+                    feeds["force"] = force_t[i, j, s]
+                if t_noise:
+                    feeds["noise"] = noise_t[i, j, s]
+                out = runner.infer(feeds, check=first)
                 first = False
                 values[i, j, s] = np.reshape(out["value"], (B, cps))
                 logps[i, j, s] = np.reshape(out["logp"], (B, cps))
@@ -175,7 +186,9 @@ def _loop_batch(runner, row_runner, image, schedule, state, noise, force, contex
             for st in strided:
                 _commit_strided(caches[st.name], st, i, j, out[st.source])
             for st in replace:
-                caches[st.name] = feeds[st.name] = np.ascontiguousarray(out[st.source])
+                caches[st.name] = np.ascontiguousarray(out[st.source])
+                if st.name in feeds:
+                    feeds[st.name] = caches[st.name]
         if row_states:
             _run_row_graph(row_runner, i, values[i], caches, feeds, row_states, context)
         if bar is not None:
@@ -202,7 +215,9 @@ def _run_row_graph(row_runner, i, row_values, caches, feeds, row_states, context
     out = row_runner.infer(row_feeds if wanted is None else {k: row_feeds[k] for k in wanted if k in row_feeds},
                            check=i == 0)
     for s in row_states:
-        caches[s.name] = feeds[s.name] = np.ascontiguousarray(out[s.source])
+        caches[s.name] = np.ascontiguousarray(out[s.source])
+        if s.name in feeds:  # the step graph reads it too
+            feeds[s.name] = caches[s.name]
 
 
 def _progress(total: int, desc: str, enabled: bool):
