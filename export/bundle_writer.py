@@ -18,11 +18,10 @@ import torch
 
 import pixelrt
 from pixelrt.atomic import atomic_directory
-from pixelrt.errors import PixelrtError
 from pixelrt.export.onnx_export import OPSET, TRACE_BATCH, export_full, export_step
 from pixelrt.export.row_graph import ROW_FILE, all_state_specs, export_row, has_row_graph, row_io, validate_row
 from pixelrt.export.spec import full_io, step_io, step_schedule
-from pixelrt.export.validate import ExportCheck, validate_bundle
+from pixelrt.export.validate import ExportCheck, check_reference_images, validate_bundle
 from pixelrt.runtime.bundle import Bundle, ImageSpec, load_bundle, write_manifest
 
 REFERENCE = "reference.npz"
@@ -54,10 +53,7 @@ def export_bundle(model: torch.nn.Module, image: ImageSpec, reference_x: np.ndar
         return export_gated_bundle(model, image, reference_x, out, source, overwrite, log, context)
     model = model.eval()
     C, H, W = image.shape
-    if len(reference_x) == 0:
-        raise PixelrtError("the reference batch is empty; export needs at least one real image to validate with")
-    reference_x = image.check_images(reference_x, "reference images", "reference images are {got} but the model's "
-                                     "checkpoint is for {want}; pass --data with images of that shape")
+    reference_x = check_reference_images(image, reference_x)
     with atomic_directory(out, overwrite=overwrite) as tmp:
         log(f"exporting full.onnx (teacher-forced log-likelihood, {C}x{H}x{W}, {image.levels} levels)")
         export_full(model, image.shape, tmp / "full.onnx")

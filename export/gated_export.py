@@ -19,7 +19,7 @@ from pixelrt.atomic import atomic_directory
 from pixelrt.errors import ParityError, PixelrtError
 from pixelrt.export.onnx_export import TRACE_BATCH, _export
 from pixelrt.export.spec import BATCH, context_io, full_io, state_specs, step_io, step_schedule
-from pixelrt.export.validate import BPD_BUDGET, LOGP_BUDGET
+from pixelrt.export.validate import BPD_BUDGET, LOGP_BUDGET, check_reference_images
 from pixelrt.models.gated_layers import HorizontalConv
 from pixelrt.models.layers import freeze_masks
 from pixelrt.runtime.bundle import ImageSpec, StateSpec, load_bundle, write_manifest
@@ -211,10 +211,7 @@ def export_gated_bundle(model, image: ImageSpec, reference_x: np.ndarray, out, s
     from pixelrt.export.bundle_writer import ExportResult
 
     model = model.eval()
-    if len(reference_x) == 0:
-        raise PixelrtError("the reference batch is empty; export needs at least one real image to validate with")
-    reference_x = image.check_images(reference_x, "reference images", "reference images are {got} but the model's "
-                                     "checkpoint is for {want}; pass --data with images of that shape")
+    reference_x = check_reference_images(image, reference_x)
     cond = model.config.cond_shape
     if cond and tuple(cond[1:]) != image.shape[1:]:
         raise PixelrtError(f"the model's conditioning map is {tuple(cond)} but images are {image.shape}; "

@@ -23,6 +23,7 @@ from pixelrt.export.onnx_export import TRACE_BATCH, _export, step_example
 from pixelrt.export.spec import full_io, state_specs, step_io, step_schedule
 from pixelrt.models.layers import freeze_masks
 from pixelrt.models.multiscale import MultiScale, coarsen
+from pixelrt.export.validate import check_reference_images
 from pixelrt.runtime.bundle import MANIFEST, ImageSpec, load_bundle, write_manifest
 
 BPD_BUDGET, LOGP_BUDGET = 1e-5, 1e-4  # the foundation's FP32 budgets
@@ -78,10 +79,7 @@ def export_multiscale(model: MultiScale, image: ImageSpec, reference_x: np.ndarr
     C, H, W = image.shape
     if H % 2 or W % 2:
         raise PixelrtError(f"multi-scale needs even image sides, got {H}x{W}")
-    if len(reference_x) == 0:
-        raise PixelrtError("the reference batch is empty; export needs at least one real image to validate with")
-    ref_x = image.check_images(reference_x, "reference images", "reference images are {got} but the checkpoint "
-                               "is for {want}; pass --data with images of that shape")
+    ref_x = check_reference_images(image, reference_x)
     s_image = ImageSpec(C, H // 2, W // 2, image.levels)
     with atomic_directory(out, overwrite=overwrite) as tmp:
         log(f"stage 1: Row LSTM on the {H // 2}x{W // 2} coarse image (full, step graphs)")
@@ -89,7 +87,6 @@ def export_multiscale(model: MultiScale, image: ImageSpec, reference_x: np.ndarr
         export_bundle(model.stage1, s_image, coarse_ref, tmp / "stage1", source={"role": "multiscale stage 1"},
                       log=lambda m: None)
         log("cond.onnx: coarse image -> deconvolutions -> K^cond bias field")
-        F = model.cond.k_cond.out_channels
         batch = torch.export.Dim("batch", min=1, max=65536)
         _export(model.cond, (torch.zeros(TRACE_BATCH, C, H // 2, W // 2, dtype=torch.uint8),), tmp / "cond.onnx",
                 ["coarse"], ["bias"], ({0: batch},))

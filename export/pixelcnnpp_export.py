@@ -19,7 +19,7 @@ from pixelrt.errors import ParityError, PixelrtError
 from pixelrt.export.bundle_writer import REFERENCE, ExportResult, _manifest
 from pixelrt.export.onnx_export import TRACE_BATCH, _export, export_full
 from pixelrt.export.spec import BATCH, full_io, step_io, step_schedule
-from pixelrt.export.validate import BPD_BUDGET, LOGP_BUDGET, ExportCheck
+from pixelrt.export.validate import BPD_BUDGET, ExportCheck, LOGP_BUDGET, check_reference_images
 from pixelrt.models.pixelcnnpp_step import tracing_for_export
 from pixelrt.runtime.bundle import Bundle, ImageSpec, load_bundle, write_manifest
 from pixelrt.runtime.ort_backend import OrtBackend
@@ -75,10 +75,7 @@ def export_pixelcnnpp_bundle(model, image: ImageSpec, reference_x: np.ndarray, o
         model.config.check_image(H, W)
     except ValueError as e:
         raise PixelrtError(str(e)) from None
-    if len(reference_x) == 0:
-        raise PixelrtError("the reference batch is empty; export needs at least one real image to validate with")
-    reference_x = image.check_images(reference_x, "reference images", "reference images are {got} but the model's "
-                                     "checkpoint is for {want}; pass --data with images of that shape")
+    reference_x = check_reference_images(image, reference_x)
     with atomic_directory(out, overwrite=overwrite) as tmp:
         log(f"exporting full.onnx (teacher-forced log-likelihood, {C}x{H}x{W}, {image.levels} levels)")
         export_full(model, image.shape, tmp / "full.onnx")

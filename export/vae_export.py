@@ -22,6 +22,7 @@ from pixelrt.atomic import atomic_directory
 from pixelrt.errors import ParityError, PixelrtError
 from pixelrt.export.onnx_export import OPSET, TRACE_BATCH, _export
 from pixelrt.models.vae import VAE, DecoderGraph, EncoderGraph
+from pixelrt.export.validate import check_reference_images
 from pixelrt.runtime.bundle import Bundle, ImageSpec, load_bundle, write_manifest
 from pixelrt.runtime.ort_backend import OrtBackend
 from pixelrt.runtime.vae import latent_noise, vae_bounds
@@ -93,10 +94,7 @@ def export_vae_bundle(model: VAE, image: ImageSpec, reference_x: np.ndarray, out
     if (c.channels, c.height, c.width, c.levels) != (*image.shape, image.levels):
         raise PixelrtError(f"the VAE was built for {c.channels}x{c.height}x{c.width}, {c.levels} levels, not "
                            f"{'x'.join(map(str, image.shape))}, {image.levels} levels")
-    if len(reference_x) == 0:
-        raise PixelrtError("the reference batch is empty; export needs at least one real image to validate with")
-    reference_x = image.check_images(reference_x, "reference images", "reference images are {got} but the model's "
-                                     "checkpoint is for {want}; pass --data with images of that shape")
+    reference_x = check_reference_images(image, reference_x)
     with atomic_directory(out, overwrite=overwrite) as tmp:
         log(f"exporting encoder.onnx and decoder.onnx ({'x'.join(map(str, image.shape))}, {image.levels} levels, "
             f"latent {c.latent}, {c.likelihood} likelihood)")

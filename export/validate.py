@@ -11,12 +11,20 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pixelrt.errors import ParityError
-from pixelrt.runtime.bundle import Bundle
+from pixelrt.errors import ParityError, PixelrtError
+from pixelrt.runtime.bundle import Bundle, ImageSpec
 from pixelrt.runtime.ort_backend import OrtBackend
 
 BPD_BUDGET = 1e-5   # |delta bits/dim| per image
 LOGP_BUDGET = 1e-4  # |delta log p| per sub-pixel, nats
+
+
+def check_reference_images(image: ImageSpec, reference_x: np.ndarray) -> np.ndarray:
+    """The reference batch every exporter stores and validates with: non-empty, of the model's shape and levels."""
+    if len(reference_x) == 0:
+        raise PixelrtError("the reference batch is empty; export needs at least one real image to validate with")
+    return image.check_images(reference_x, "reference images", "reference images are {got} but the model's "
+                              "checkpoint is for {want}; pass --data with images of that shape")
 
 
 @dataclass
