@@ -7,6 +7,7 @@ from pixelrt.models.registry import get_model, model_names, register_model
 from pixelrt.models.rowlstm import RowLSTM, RowLSTMConfig
 from pixelrt.models.vae import VAE, VAEConfig
 from pixelrt.models.multiscale import MultiScale, MultiScaleConfig
+from pixelrt.models.pixelvae import PixelVAE, PixelVAEConfig
 
 register_model("pixelcnn", PixelCNNConfig, "PixelCNN: Mask-A/B convolutions, residual blocks, levels-way softmax")(PixelCNN)
 register_model("pixelcnnpp", PixelCNNPPConfig, "PixelCNN++: shifted convs, u/ul streams over 3 resolutions, "
@@ -19,6 +20,8 @@ register_model("rowlstm", RowLSTMConfig, "Row LSTM (PixelRNN): 1 x k masked inpu
 register_model("diagbilstm", DiagBiLSTMConfig, "Diagonal BiLSTM (PixelRNN): skewed diagonal LSTM streams, reverse stream per finished row")(DiagBiLSTM)
 register_model("multiscale", MultiScaleConfig, "Multi-Scale PixelRNN: Row LSTM on the 2x-coarsened image, then a Row LSTM "
                "on the full image with a deconvolved bias field on every gate", kind="multiscale")(MultiScale)
+register_model("pixelvae", PixelVAEConfig, "PixelVAE: the VAE's encoder and decoder map, a small Gated PixelCNN "
+               "conditioned on it as p(x|z)", kind="pixelvae")(PixelVAE)
 
 __all__ = ["GatedPixelCNN", "GatedPixelCNNConfig", "PixelCNN", "PixelCNNConfig", "PixelCNNPP", "PixelCNNPPConfig",
            "VAE", "VAEConfig", "get_model",

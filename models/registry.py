@@ -20,6 +20,7 @@ class ModelEntry:
     description: str
     kind: str = "autoregressive"  # "autoregressive" (full + step graphs) or "vae" (encoder + decoder graphs)
     # or "multiscale" (two autoregressive stages and a conditioning graph, models/multiscale.py)
+    # or "pixelvae" (encoder + features graphs and a conditioned autoregressive decoder, models/pixelvae.py)
 
     def make_config(self, **overrides) -> Any:
         """Config from keyword overrides; unknown keys are an error naming the known ones."""

@@ -94,9 +94,12 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """z (B, Z) -> features (B, hidden, H, W) -> likelihood parameters (B, C * P, H, W)."""
+    """z (B, Z) -> features (B, hidden, H, W) -> likelihood parameters (B, C * P, H, W).
 
-    def __init__(self, cfg: VAEConfig):
+    ``head=False`` (the PixelVAE, ``models/pixelvae.py``) keeps only ``features``: an autoregressive
+    decoder reads the map instead of a factorised head."""
+
+    def __init__(self, cfg: VAEConfig, head: bool = True):
         super().__init__()
         w, sizes = cfg.widths(), cfg.sizes()
         self.base = (w[-1], *sizes[-1])
@@ -108,7 +111,7 @@ class Decoder(nn.Module):
                                output_padding=(1 - sizes[i][0] % 2, 1 - sizes[i][1] % 2))
             for i in reversed(range(cfg.downsample)))
         self.smooth = nn.Conv2d(w[0], w[0], 3, padding=1)
-        self.head = nn.Conv2d(w[0], cfg.channels * cfg.params_per_subpixel, 1)
+        self.head = nn.Conv2d(w[0], cfg.channels * cfg.params_per_subpixel, 1) if head else None
 
     def features(self, z: torch.Tensor) -> torch.Tensor:
         h = F.relu(self.fc_map(F.relu(self.fc(z)))).reshape(-1, *self.base)
@@ -199,19 +202,27 @@ class VAE(nn.Module):
         ``elbo`` (mean over the K samples of log p(x|z_k), minus the closed-form KL), ``kl``,
         ``log_w`` (N, K) = log p(x|z_k) + log p(z_k) - log q(z_k|x), and ``iwae`` = IWAE-K.
         """
-        N, K, Z = eps.shape
+        K = eps.shape[1]
         mu, logvar = self.encoder(x)
-        z = (mu[:, None] + torch.exp(0.5 * logvar)[:, None] * eps).reshape(N * K, Z)
         xk = x.repeat_interleave(K, dim=0)
-        log_px = self.log_px(xk, self.params(z)).double().flatten(1).sum(1).reshape(N, K)
-        e, lv, zz = eps.double(), logvar.double()[:, None], z.double().reshape(N, K, Z)
-        log_pz = -0.5 * (zz.square() + LOG_2PI).sum(-1)
-        log_qz = -0.5 * (e.square() + lv + LOG_2PI).sum(-1)
-        log_w = log_px + log_pz - log_qz
-        m = log_w.amax(1, keepdim=True)
-        iwae = (m + (log_w - m).exp().sum(1, keepdim=True).log()).squeeze(1) - math.log(K)
-        kl = self.kl(mu.double(), logvar.double())
-        return {"elbo": log_px.mean(1) - kl, "kl": kl, "log_w": log_w, "iwae": iwae}
+        return latent_bounds(mu, logvar, eps, lambda z: self.log_px(xk, self.params(z)).double().flatten(1).sum(1))
+
+
+def latent_bounds(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor, log_px) -> dict[str, torch.Tensor]:
+    """ELBO and IWAE-K per image from the posterior (mu, logvar (N, Z)), host noise eps (N, K, Z) and
+    ``log_px(z (N*K, Z)) -> (N*K,)`` = log p(x_i | z) for the image each latent row belongs to (row
+    n*K + k is image n's k-th sample). Shared by the VAE and the PixelVAE; float64 after log p(x|z)."""
+    N, K, Z = eps.shape
+    z = (mu[:, None] + torch.exp(0.5 * logvar)[:, None] * eps).reshape(N * K, Z)
+    log_px = log_px(z).double().reshape(N, K)
+    e, lv, zz = eps.double(), logvar.double()[:, None], z.double().reshape(N, K, Z)
+    log_pz = -0.5 * (zz.square() + LOG_2PI).sum(-1)
+    log_qz = -0.5 * (e.square() + lv + LOG_2PI).sum(-1)
+    log_w = log_px + log_pz - log_qz
+    m = log_w.amax(1, keepdim=True)
+    iwae = (m + (log_w - m).exp().sum(1, keepdim=True).log()).squeeze(1) - math.log(K)
+    kl = VAE.kl(mu.double(), logvar.double())
+    return {"elbo": log_px.mean(1) - kl, "kl": kl, "log_w": log_w, "iwae": iwae}
 
 
 # -- the two exported graphs ------------------------------------------------------------------

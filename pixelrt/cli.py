@@ -29,9 +29,10 @@ typical flow:
   pixelrt demo                                        # all of the above in one go
 
 models (--model NAME): pixelcnn, gated (label-conditional with --condition label),
-  pixelcnnpp, rowlstm, diagbilstm, multiscale, vae; the same commands drive each.
+  pixelcnnpp, rowlstm, diagbilstm, multiscale, vae, pixelvae; the same commands drive each.
 VAE (docs/vae.md): pixelrt train --model vae, then export / sample [--mean] /
   interpolate --pair A B / eval --iwae K / parity on its checkpoint and bundle.
+  --model pixelvae: the same commands, p(x|z) a Gated PixelCNN conditioned on z.
 """
 
 
@@ -93,11 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runtime_arg(p)
     p.set_defaults(func=cmd_sample)
 
-    p = sub.add_parser("interpolate", help="VAE: decode the straight line between two images' latents",
+    p = sub.add_parser("interpolate", help="VAE / PixelVAE: decode the straight line between two images' latents",
                        description="Encodes two images of --data (indices into --split), decodes the decoder mean "
                                    "at --steps evenly spaced points between their posterior means, and writes one "
-                                   "row: the first image, the decoded points, the second image.")
-    p.add_argument("bundle", help="VAE bundle written by `pixelrt export`")
+                                   "row: the first image, the decoded points, the second image. A PixelVAE has no "
+                                   "closed-form mean: each point is a sample given its z, all drawn with the same "
+                                   "step-loop noise (--seed), so only z changes along the row.")
+    p.add_argument("bundle", help="VAE or PixelVAE bundle written by `pixelrt export`")
     _add_data_args(p, default=None)
     p.add_argument("--split", choices=["test", "train", "all"], default="test",
                    help="which images --pair indexes (default: %(default)s, the held-out split)")
@@ -105,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="indices of the two images (default: 0 1)")
     p.add_argument("--steps", type=int, default=10, help="decoded points, end points included (default: %(default)s)")
     p.add_argument("-o", "--out", default="interpolation.png", help="PNG to write (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="PixelVAE bundles: seed of the shared step-loop noise")
     _add_runtime_arg(p)
     p.set_defaults(func=cmd_interpolate)
 
@@ -236,6 +240,10 @@ def cmd_sample(args) -> int:
         from pixelrt.vae_commands import vae_sample
 
         return vae_sample(args, bundle)
+    if bundle.kind == "pixelvae":
+        from pixelrt.pixelvae_commands import pv_sample
+
+        return pv_sample(args, bundle)
     if args.mean:
         raise PixelrtError(f"--mean applies to VAE bundles; {args.bundle} is a {bundle.family} bundle")
     noise = make_noise(args.num, bundle.image, args.seed, bundle.step_schedule)
@@ -281,6 +289,10 @@ def cmd_eval(args) -> int:
         from pixelrt.vae_commands import vae_eval
 
         return vae_eval(args, bundle, x, f"{record['spec']} ({args.split} split)")
+    if bundle.kind == "pixelvae":
+        from pixelrt.pixelvae_commands import pv_eval
+
+        return pv_eval(args, bundle, x, f"{record['spec']} ({args.split} split)")
     if args.iwae is not None:
         raise PixelrtError(f"--iwae applies to VAE bundles; {args.bundle} is a {bundle.family} bundle, whose "
                            "log-likelihood is exact")
@@ -301,10 +313,15 @@ def cmd_interpolate(args) -> int:
     from pixelrt.vae_commands import vae_interpolate
 
     bundle = load_bundle(args.bundle)
-    if bundle.kind != "vae":
-        raise PixelrtError(f"interpolate needs a VAE bundle; {args.bundle} is a {bundle.family} bundle")
+    if bundle.kind not in ("vae", "pixelvae"):
+        raise PixelrtError(f"interpolate needs a VAE or PixelVAE bundle; {args.bundle} is a {bundle.family} bundle")
     ds, tr, te, _ = _split_data(args, bundle.manifest.get("source", {}).get("data"))
-    return vae_interpolate(args, bundle, {"test": te, "train": tr, "all": ds}[args.split].x)
+    x = {"test": te, "train": tr, "all": ds}[args.split].x
+    if bundle.kind == "pixelvae":
+        from pixelrt.pixelvae_commands import pv_interpolate
+
+        return pv_interpolate(args, bundle, x)
+    return vae_interpolate(args, bundle, x)
 
 
 def cmd_info(args) -> int:
@@ -319,16 +336,26 @@ def cmd_info(args) -> int:
               f"; held-out bits/dim fp32 {meas.get('bits_per_dim_fp32', float('nan')):.5f} -> "
               f"{meas.get('bits_per_dim_' + b.precision, float('nan')):.5f}")
     print(f"  image {'x'.join(map(str, b.image.shape))}, {b.image.levels} levels, head {m['head']['kind']}")
+    if b.kind == "pixelvae":
+        print(f"  kind pixelvae: latent {m['latent']['size']}, p(x|z) by {m['decoder']['dir']}/ (a Gated PixelCNN given "
+              f"{m['decoder']['context']} = features(z)); reference bits/dim below are the ELBO's")
     if b.kind == "vae":
         print(f"  kind vae: latent {m['latent']['size']}, {m['latent']['prior']} prior, {m['latent']['posterior']} "
               "posterior; reference bits/dim below are the ELBO's")
-    for name, g in b.graphs.items():
-        meta = m["files"][g.file]
-        print(f"  {name:5s} {g.file:10s} {meta['bytes'] / 1024:8.1f} KiB  sha256 {meta['sha256'][:12]}  "
-              f"inputs {', '.join(g.input_names())}")
-    state_bytes = sum(int(np.prod(s.shape[1:])) * np.dtype(s.dtype).itemsize for s in b.state)
-    kinds = sorted({s.update for s in b.state})
-    print(f"  state: {len(b.state)} {'/'.join(kinds) or 'ring-row'} state tensors, {state_bytes / 1024:.1f} KiB per image")
+    parts = [(b, "")]
+    if b.kind == "pixelvae":  # the conditioned PixelCNN's graphs and state (its files are in the top manifest)
+        from pixelrt.runtime.pixelvae import open_pixelvae
+
+        parts.append((open_pixelvae(b).pixelcnn, m["decoder"]["dir"] + "/"))
+    for part, prefix in parts:
+        for name, g in part.graphs.items():
+            meta = m["files"][prefix + g.file]
+            print(f"  {name:5s} {prefix + g.file:10s} {meta['bytes'] / 1024:8.1f} KiB  sha256 {meta['sha256'][:12]}  "
+                  f"inputs {', '.join(g.input_names())}")
+    states = parts[-1][0].state
+    state_bytes = sum(int(np.prod(s.shape[1:])) * np.dtype(s.dtype).itemsize for s in states)
+    kinds = sorted({s.update for s in states})
+    print(f"  state: {len(states)} {'/'.join(kinds) or 'ring-row'} state tensors, {state_bytes / 1024:.1f} KiB per image")
     print(f"  reference bits/dim: {', '.join(f'{v:.4f}' for v in m['reference']['bits_per_dim'])}")
     print("  checksums verified")
     return 0

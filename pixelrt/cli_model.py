@@ -18,7 +18,7 @@ def cmd_train(args) -> int:
     ds, tr, te, record = _split_data(args)
     entry = get_model(args.model)
     C, H, W = ds.shape
-    sizes = {"height": H, "width": W} if entry.kind == "vae" else {}  # a VAE's dense layers fix the geometry
+    sizes = {"height": H, "width": W} if entry.kind in ("vae", "pixelvae") else {}  # a VAE's dense layers fix the geometry
     config = entry.make_config(**{"channels": C, "levels": ds.levels, **sizes, **_condition_overrides(args, entry, ds),
                                   **_parse_overrides(args.set)})
     if (config.channels, config.levels) != (C, ds.levels) or any(getattr(config, k) != v for k, v in sizes.items()):
@@ -63,6 +63,10 @@ def cmd_export(args) -> int:
         from pixelrt.vae_commands import vae_export
 
         return vae_export(args, model, meta, test.x, record)
+    if getattr(model, "bundle_kind", None) == "pixelvae":
+        from pixelrt.pixelvae_commands import pv_export
+
+        return pv_export(args, model, meta, test.x, record)
     t0 = time.perf_counter()
     result = export_bundle(model, image, test.x[: args.reference], args.out, overwrite=args.force,
                            source={"checkpoint": str(args.checkpoint), "data": record},
@@ -96,6 +100,10 @@ def cmd_parity(args) -> int:
         from pixelrt.vae_commands import vae_parity
 
         return vae_parity(args, model, meta, test.x, record)
+    if getattr(model, "bundle_kind", None) == "pixelvae":
+        from pixelrt.pixelvae_commands import pv_parity
+
+        return pv_parity(args, model, meta, test.x, record)
     if args.bundle and (len(args.bundle) > 1 or load_bundle(args.bundle[0]).precision != "fp32"):
         return _precision_parity(args, model, test.x[: args.num])  # reduced precision: the precision table
     with tempfile.TemporaryDirectory(prefix="pixelrt-parity-") as tmp:

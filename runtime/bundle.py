@@ -26,7 +26,8 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 REEXPORT = "re-run `pixelrt export CKPT -o BUNDLE/`"
 # Bundle kinds (manifest key ``kind``; absent means autoregressive) and the graphs each must have.
-KINDS = {"autoregressive": (), "vae": ("encoder", "decoder"), "multiscale": ("cond",)}  # multiscale: runtime/multiscale.py
+KINDS = {"autoregressive": (), "vae": ("encoder", "decoder"), "multiscale": ("cond",),  # multiscale: runtime/multiscale.py
+         "pixelvae": ("encoder", "features")}  # pixelvae: runtime/pixelvae.py
 
 
 def sha256_file(path: Path) -> str:
@@ -292,7 +293,7 @@ def load_bundle(path: str | os.PathLike, verify: bool = True) -> Bundle:
         for needed in KINDS[kind]:
             if needed not in graphs:
                 raise KeyError(f"graphs[{needed!r}]")
-        if kind == "vae" and int(section("latent")["size"]) < 1:
+        if kind in ("vae", "pixelvae") and int(section("latent")["size"]) < 1:
             raise ValueError("latent.size (must be at least 1)")
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise BundleError(f"{where} is missing or has a malformed entry {e}; {REEXPORT}") from None

@@ -26,8 +26,8 @@ MAX_K = 100_000
 
 
 def latent_size(bundle: Bundle) -> int:
-    """The bundle's latent size, from its manifest; BundleError for a non-VAE bundle."""
-    if bundle.kind != "vae":
+    """The bundle's latent size, from its manifest; BundleError for a bundle without a latent."""
+    if bundle.kind not in ("vae", "pixelvae"):
         raise BundleError(f"{bundle.root} is a {bundle.kind} bundle ({bundle.family}), not a VAE; this command "
                           "needs a bundle exported from `pixelrt train --model vae`")
     return int(bundle.manifest["latent"]["size"])
@@ -105,19 +105,46 @@ def encode(encoder, x: np.ndarray, batch_size: int = 1024) -> tuple[np.ndarray, 
     return mu, logvar
 
 
+def decoder_log_px(decoder, image: ImageSpec, batch_size: int = 1024):
+    """log p(x|z) from a VAE's factorised decoder graph: ``f(z (n, Z), x (n, C, H, W)) -> (n,) float64``,
+    summed over sub-pixels in float64, ``batch_size`` latents per call."""
+    noise = np.zeros((batch_size, *image.shape), np.float32)  # the decoder's sampler is unused here
+
+    def log_px(z: np.ndarray, x: np.ndarray) -> np.ndarray:
+        return np.concatenate([
+            decoder.infer({"z": z[b:b + batch_size], "x": x[b:b + batch_size], "noise": noise[:len(z[b:b + batch_size])]})
+            ["logp"].reshape(len(z[b:b + batch_size]), -1).astype(np.float64).sum(1)
+            for b in range(0, len(z), batch_size)])
+    return log_px
+
+
 def vae_bounds(encoder, decoder, image: ImageSpec, x: np.ndarray, ks, seed: int = 0, eps: np.ndarray | None = None,
                batch_size: int = 1024, progress: bool = False, source: str = "images") -> VaeBounds:
-    """ELBO and IWAE-K for every K in ``ks`` per image of ``x`` (uint8 N, C, H, W).
+    """ELBO and IWAE-K for every K in ``ks`` per image of ``x`` (uint8 N, C, H, W), VAE decoder graph."""
+    batch_size = _check_batch(batch_size)
+    return latent_bounds(encoder, decoder_log_px(decoder, image, batch_size), image, x, ks, seed, eps, batch_size,
+                         progress, source)
+
+
+def _check_batch(batch_size: int) -> int:
+    if batch_size < 1:
+        raise PixelrtError(f"batch size must be at least 1, got {batch_size}")
+    return batch_size
+
+
+def latent_bounds(encoder, log_px, image: ImageSpec, x: np.ndarray, ks, seed: int = 0, eps: np.ndarray | None = None,
+                  batch_size: int = 1024, progress: bool = False, source: str = "images") -> VaeBounds:
+    """ELBO and IWAE-K for every K in ``ks`` per image of ``x``, for any decoder: ``log_px(z, x) -> (n,)``
+    float64 nats (``decoder_log_px`` for a VAE, ``runtime.pixelvae.autoregressive_log_px`` for a PixelVAE).
 
     The largest K's samples are drawn once (``latent_noise(seed)`` unless ``eps`` is given); IWAE-K
     uses the first K of them and the ELBO averages log p(x|z_k) over all of them, so every bound
-    in one call shares its samples. Decoder calls carry ``batch_size`` latents each.
+    in one call shares its samples. ``log_px`` gets about ``batch_size`` latents per call.
     """
     x = image.check_images(x, source, f"{source}: images are {{got}} (C x H x W) but the bundle was exported for "
                                       "{want}; evaluate data of that shape or export a model trained on it")
     ks = check_ks(ks)
-    if batch_size < 1:
-        raise PixelrtError(f"batch size must be at least 1, got {batch_size}")
+    batch_size = _check_batch(batch_size)
     K, N = ks[-1], len(x)
     mu, logvar = encode(encoder, x, batch_size)
     Z = mu.shape[1]
@@ -126,7 +153,6 @@ def vae_bounds(encoder, decoder, image: ImageSpec, x: np.ndarray, ks, seed: int 
         if eps.shape[1] < K:
             raise PixelrtError(f"latent noise has {eps.shape[1]} samples per image, IWAE-{K} needs {K}")
     per_chunk = max(1, batch_size // K)
-    noise = np.zeros((min(batch_size, per_chunk * K), *image.shape), np.float32)  # the decoder's sampler is unused here
     log_w = np.empty((N, K))
     recon = np.empty(N)
     starts = range(0, N, per_chunk)
@@ -138,16 +164,12 @@ def vae_bounds(encoder, decoder, image: ImageSpec, x: np.ndarray, ks, seed: int 
         hi = min(N, lo + per_chunk)
         e = eps[lo:hi, :K] if eps is not None else latent_noise(hi - lo, K, Z, seed, start=lo)
         z = (mu[lo:hi, None] + np.exp(np.float32(0.5) * logvar[lo:hi, None]) * e).reshape(-1, Z)
-        xz = np.repeat(x[lo:hi], K, axis=0)
-        log_px = np.concatenate([
-            decoder.infer({"z": z[b:b + batch_size], "x": xz[b:b + batch_size], "noise": noise[:len(z[b:b + batch_size])]})
-            ["logp"].reshape(len(z[b:b + batch_size]), -1).astype(np.float64).sum(1)
-            for b in range(0, len(z), batch_size)]).reshape(hi - lo, K)
+        log_px_k = np.asarray(log_px(z, np.repeat(x[lo:hi], K, axis=0)), np.float64).reshape(hi - lo, K)
         e64, z64 = e.astype(np.float64), z.astype(np.float64).reshape(hi - lo, K, Z)
         log_pz = -0.5 * (np.square(z64) + LOG_2PI).sum(-1)
         log_qz = -0.5 * (np.square(e64) + logvar[lo:hi, None].astype(np.float64) + LOG_2PI).sum(-1)
-        log_w[lo:hi] = log_px + log_pz - log_qz
-        recon[lo:hi] = log_px.mean(1)
+        log_w[lo:hi] = log_px_k + log_pz - log_qz
+        recon[lo:hi] = log_px_k.mean(1)
     if not np.isfinite(log_w).all():
         raise PixelrtError("the decoder returned NaN or infinity; the model diverged, retrain it and re-export")
     mu64, lv64 = mu.astype(np.float64), logvar.astype(np.float64)

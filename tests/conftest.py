@@ -86,6 +86,26 @@ def vae_grey_bundle(tmp_path_factory):
     return _vae_bundle(tmp_path_factory, 1, 5, 6, 7, "logistic", "vae-grey")
 
 
+def tiny_pixelvae(channels: int, height: int, width: int, levels: int, seed: int = 0, **overrides):
+    from pixelrt.models import PixelVAE, PixelVAEConfig
+
+    torch.manual_seed(seed)
+    cfg = dict(channels=channels, levels=levels, height=height, width=width, latent=2, hidden=4, downsample=1,
+               dense=16, pixel_hidden=4 * channels, pixel_layers=2, input_kernel=3, head_hidden=4 * channels)
+    return PixelVAE(PixelVAEConfig(**{**cfg, **overrides})).eval()
+
+
+@pytest.fixture(scope="session")
+def pixelvae_bundle(tmp_path_factory):
+    """(model, bundle): PixelVAE, 1x4x5 images, 5 levels, latent 2, a 2-layer Gated PixelCNN given z."""
+    from pixelrt.export.pixelvae_export import export_pixelvae_bundle
+
+    model = tiny_pixelvae(1, 4, 5, 5)
+    x = np.random.default_rng(1).integers(0, 5, (5, 1, 4, 5)).astype(np.uint8)
+    out = tmp_path_factory.mktemp("pixelvae") / "bundle"
+    return model, export_pixelvae_bundle(model, ImageSpec(1, 4, 5, 5), x, out, log=lambda s: None)[0]
+
+
 @pytest.fixture(scope="session")
 def vae_rgb_bundle(tmp_path_factory):
     """(model, bundle): VAE, 3x4x5 images, 5 levels, levels-way categorical, latent 3."""

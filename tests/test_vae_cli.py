@@ -71,7 +71,7 @@ def test_kind_dispatch_refuses_what_does_not_apply(run, grey_bundle, capsys):
     assert main(["sample", str(grey_bundle[1].root), "-n", "1", "--mean"]) == 2
     assert "--mean applies to VAE bundles" in capsys.readouterr().err
     assert main(["interpolate", str(grey_bundle[1].root), "--data", str(run / "tiny.npz")]) == 2
-    assert "needs a VAE bundle" in capsys.readouterr().err
+    assert "needs a VAE or PixelVAE bundle" in capsys.readouterr().err
     assert main(["interpolate", str(run / "bundle"), "--pair", "0", "99"]) == 2
     assert "out of range" in capsys.readouterr().err
     assert main(["eval", str(run / "bundle"), "--iwae", "0"]) == 2

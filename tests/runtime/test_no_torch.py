@@ -164,6 +164,7 @@ LAZY_EXPORT_COMMANDS = {
     "pixelrt/demo.py": {"run_demo"},
     "pixelrt/vae_commands.py": {"vae_export", "vae_parity"},
     "pixelrt/multiscale_commands.py": {"ms_export", "ms_parity", "_receptive_field"},
+    "pixelrt/pixelvae_commands.py": {"pv_export", "pv_parity"},
 }
 
 

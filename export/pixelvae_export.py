@@ -1,0 +1,158 @@
+"""Export a PixelVAE as ONE bundle (layout: runtime/pixelvae.py), validated, then moved into place.
+
+encoder.onnx is the VAE's (``models.vae.EncoderGraph``); features.onnx maps z to the conditioning
+map; pixelcnn/ is written by the Gated PixelCNN's own exporter (full, step and row graphs with the
+``cond`` context, validated there against PyTorch at an untraced batch). The top manifest lists every
+file of both parts with its sha256. Validation here compares, at a batch the graphs were not traced
+with: the encoder and features graphs; ELBO and IWAE-K per image through the torch-free estimators on
+ORT against ``PixelVAE.bounds`` on the same noise; and the step loop teacher-forced on one image given
+its posterior mean against the full graph (summed step log-probs == full log p(x|z)).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pixelrt.atomic import atomic_directory
+from pixelrt.errors import ParityError, PixelrtError
+from pixelrt.export.onnx_export import TRACE_BATCH, _export
+from pixelrt.export.validate import check_reference_images
+from pixelrt.export.vae_export import BOUND_BUDGET, LATENT_BUDGET, REFERENCE_K, _manifest as vae_manifest, graph_io
+from pixelrt.models.pixelvae import CONTEXT, FeaturesGraph, PixelVAE
+from pixelrt.models.vae import EncoderGraph
+from pixelrt.runtime.bundle import MANIFEST, ImageSpec, load_bundle, write_manifest
+from pixelrt.runtime.vae import latent_noise
+
+REFERENCE = "reference.npz"
+SUB = "pixelcnn"
+LOGP_BUDGET = 1e-4  # per sub-pixel, nats; and the summed step log-probs vs the full graph per image
+
+
+@dataclass
+class PixelVAEExportCheck:
+    encoder_max_dmu: float
+    encoder_max_dlogvar: float
+    features_max_dcond: float
+    max_delta_elbo: float      # nats per image, ORT estimators vs PixelVAE.bounds
+    max_delta_iwae: float
+    step_vs_full_max_dlogp: float  # summed teacher-forced step log-probs vs full log p(x|z), nats per image
+    images: int
+    samples: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _features_io(latent: int, shape: list) -> dict:
+    return {"file": "features.onnx",
+            "inputs": [{"name": "z", "dtype": "float32", "shape": ["batch", latent]}],
+            "outputs": [{"name": CONTEXT, "dtype": "float32", "shape": ["batch", *shape]}]}
+
+
+def posterior_maps(model: PixelVAE, x: np.ndarray) -> np.ndarray:
+    """The conditioning map at each image's posterior mean: what the PixelCNN sees for a typical z."""
+    with torch.inference_mode():
+        mu, _ = model.encoder(torch.from_numpy(x))
+        return model.cond(mu).numpy()
+
+
+def export_pixelvae_bundle(model: PixelVAE, image: ImageSpec, reference_x: np.ndarray, out: str | Path,
+                           source: dict | None = None, overwrite: bool = False, log=print, seed: int = 0):
+    """Write and validate the PixelVAE bundle at ``out`` (atomic); returns (top Bundle, PixelVAEExportCheck)."""
+    from pixelrt.export.gated_export import export_gated_bundle
+
+    model = model.eval()
+    c = model.config
+    if (c.channels, c.height, c.width, c.levels) != (*image.shape, image.levels):
+        raise PixelrtError(f"the PixelVAE was built for {c.channels}x{c.height}x{c.width}, {c.levels} levels, not "
+                           f"{'x'.join(map(str, image.shape))}, {image.levels} levels")
+    ref_x = check_reference_images(image, reference_x)
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    with atomic_directory(out, overwrite=overwrite) as tmp:
+        log(f"exporting encoder.onnx and features.onnx (latent {c.latent} -> map {c.hidden}x{c.height}x{c.width})")
+        enc, feat = EncoderGraph(model), FeaturesGraph(model)
+        _export(enc, (torch.zeros(TRACE_BATCH, *image.shape, dtype=torch.uint8),), tmp / "encoder.onnx",
+                enc.input_names, enc.output_names, ({0: batch},))
+        _export(feat, (torch.zeros(TRACE_BATCH, c.latent),), tmp / "features.onnx", feat.input_names,
+                feat.output_names, ({0: batch},))
+        log(f"exporting {SUB}/: the conditioned Gated PixelCNN (full, step, row graphs), validated on its own")
+        export_gated_bundle(model.pixelcnn, image, ref_x, tmp / SUB, source={"role": "PixelVAE decoder p(x|z)"},
+                            context={CONTEXT: posterior_maps(model, ref_x)}, log=lambda m: None)
+        eps = latent_noise(len(ref_x), REFERENCE_K, c.latent, seed)
+        with torch.inference_mode():
+            ref = model.bounds(torch.from_numpy(ref_x), torch.from_numpy(eps))
+        elbo, iwae = ref["elbo"].numpy(), ref["iwae"].numpy()
+        np.savez(tmp / REFERENCE, x=ref_x, eps=eps, elbo=elbo, iwae=iwae)
+        manifest = _manifest(model, image, tmp, elbo, iwae, seed, source or {})
+        write_manifest(tmp, manifest)
+        check_x = ref_x if len(ref_x) != TRACE_BATCH else np.concatenate([ref_x, ref_x[:1]])
+        log(f"validating with ONNX Runtime at {len(check_x)} images x {REFERENCE_K} samples (traced at batch {TRACE_BATCH})")
+        check = validate_pixelvae(tmp, model, check_x, seed)
+        manifest["validation"] = check.as_dict()
+        write_manifest(tmp, manifest)
+    return load_bundle(out), check
+
+
+def _manifest(model: PixelVAE, image: ImageSpec, root: Path, elbo, iwae, seed: int, source: dict) -> dict:
+    c = model.config
+    doc = vae_manifest(model, image, elbo, iwae, seed, source)  # the VAE's record: latent, reference, versions
+    doc["kind"] = "pixelvae"
+    doc["head"] = {"kind": "categorical", "levels": image.levels, "sampler": "inverse-cdf",
+                   "decoder": "autoregressive (Gated PixelCNN given features(z))"}
+    doc["graphs"] = {"encoder": graph_io(image, c.latent)["encoder"],
+                     "features": _features_io(c.latent, [c.hidden, c.height, c.width])}
+    doc["decoder"] = {"dir": SUB, "context": CONTEXT, "graphs": ["full", "step", "row"],
+                      "log_px": f"{SUB}/full.onnx on (x, features(z))",
+                      "sampling": f"z ~ N(0, I) -> features.onnx once -> the step loop of {SUB}/ with {CONTEXT}"}
+    producer = dict(doc["files"]["encoder.onnx"])
+    files = {"encoder.onnx": producer, "features.onnx": dict(producer), REFERENCE: {}}
+    sub = json.loads((root / SUB / MANIFEST).read_text())
+    files[f"{SUB}/{MANIFEST}"] = {}
+    files.update({f"{SUB}/{name}": {} for name in sub["files"]})
+    doc["files"] = files
+    return doc
+
+
+def validate_pixelvae(root: Path, model: PixelVAE, x: np.ndarray, seed: int = 0,
+                      samples: int = REFERENCE_K) -> PixelVAEExportCheck:
+    """ORT vs PyTorch on the top-level graphs and the bounds; the step loop vs the full graph. Raises on a miss."""
+    from pixelrt.runtime.pixelvae import decode_latents, encode, features, open_pixelvae, pixelvae_backends, \
+        pixelvae_bounds
+    from pixelrt.runtime.sampler import make_noise
+
+    pv = open_pixelvae(root)
+    xt = torch.from_numpy(x)
+    eps = latent_noise(len(x), samples, model.config.latent, seed)
+    with torch.inference_mode():
+        ref = model.bounds(xt, torch.from_numpy(eps))
+        mu_t, lv_t = model.encoder(xt)
+        cond_t = model.cond(mu_t)
+    with pixelvae_backends(pv) as b:
+        mu, lv = encode(b["encoder"], x)
+        cond = features(b["features"], mu_t.numpy(), CONTEXT)
+        got = pixelvae_bounds(pv, b, x, [samples], eps=eps)
+    with pixelvae_backends(pv, step=True) as b:
+        forced = decode_latents(pv, b, mu_t.numpy()[:2], make_noise(2, pv.image, seed, pv.pixelcnn.step_schedule),
+                                force=x[:2], desc="teacher-forced")
+    with torch.inference_mode():
+        full = model.pixelcnn(xt[:2], cond=cond_t[:2]).double().numpy()
+    check = PixelVAEExportCheck(
+        float(np.abs(mu - mu_t.numpy()).max()), float(np.abs(lv - lv_t.numpy()).max()),
+        float(np.abs(cond - cond_t.numpy()).max()), float(np.abs(got.elbo - ref["elbo"].numpy()).max()),
+        float(np.abs(got.iwae[samples] - ref["iwae"].numpy()).max()), float(np.abs(forced.log_px - full).max()),
+        len(x), samples)
+    misses = [f"{name} {value:.2e} > {budget:.0e}" for name, value, budget in (
+        ("encoder |delta mu|", check.encoder_max_dmu, LATENT_BUDGET),
+        ("encoder |delta logvar|", check.encoder_max_dlogvar, LATENT_BUDGET),
+        ("features |delta cond|", check.features_max_dcond, LATENT_BUDGET),
+        ("|delta ELBO| nats", check.max_delta_elbo, BOUND_BUDGET),
+        (f"|delta IWAE-{samples}| nats", check.max_delta_iwae, BOUND_BUDGET),
+        ("teacher-forced step loop vs full log p(x|z) nats", check.step_vs_full_max_dlogp, LOGP_BUDGET)) if value > budget]
+    if misses:
+        raise ParityError("PixelVAE export validation failed (ONNX Runtime vs PyTorch): " + "; ".join(misses)
+                          + ". The graph is not faithful; report this with the checkpoint.")
+    return check

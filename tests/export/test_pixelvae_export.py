@@ -1,0 +1,120 @@
+"""PixelVAE bundles: layout and checksums, ORT vs PyTorch bounds, sampling and its log-probs, bad inputs."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from pixelrt.errors import BundleError, DataError, PixelrtError
+from pixelrt.export.pixelvae_parity import run_pixelvae_parity, torch_bounds
+from pixelrt.models.pixelvae import CONTEXT
+from pixelrt.runtime.bundle import load_bundle
+from pixelrt.runtime.pixelvae import (autoregressive_log_px, decode_latents, features, interpolate_pixelvae,
+                                      open_pixelvae, pixelvae_backends, pixelvae_bounds, sample_pixelvae)
+from pixelrt.runtime.sampler import make_noise
+from pixelrt.runtime.vae import latent_noise
+
+BOUND_BUDGET, LOGP_BUDGET = 1e-4, 1e-4
+
+
+def test_manifest_and_layout(pixelvae_bundle):
+    _, bundle = pixelvae_bundle
+    m = bundle.manifest
+    assert bundle.kind == "pixelvae" and m["family"] == "pixelvae" and set(bundle.graphs) == {"encoder", "features"}
+    assert m["latent"]["size"] == 2 and m["decoder"] == {**m["decoder"], "dir": "pixelcnn", "context": CONTEXT}
+    assert {"pixelcnn/full.onnx", "pixelcnn/step.onnx", "pixelcnn/row.onnx", "pixelcnn/manifest.json"} <= set(m["files"])
+    pv = open_pixelvae(bundle)
+    assert pv.pixelcnn.context == (CONTEXT,) and pv.pixelcnn.family == "gated"
+    v = m["validation"]
+    assert max(v["max_delta_elbo"], v["max_delta_iwae"], v["step_vs_full_max_dlogp"]) <= BOUND_BUDGET
+
+
+def test_a_changed_decoder_file_is_refused(pixelvae_bundle, tmp_path):
+    root = tmp_path / "b"
+    shutil.copytree(pixelvae_bundle[1].root, root)
+    with open(root / "pixelcnn" / "step.onnx", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(BundleError, match="pixelcnn/step.onnx"):
+        load_bundle(root)
+
+
+def test_bounds_match_pytorch_at_untraced_batch_sizes(pixelvae_bundle):
+    model, bundle = pixelvae_bundle
+    pv = open_pixelvae(bundle)
+    x = np.random.default_rng(5).integers(0, 5, (7, 1, 4, 5)).astype(np.uint8)
+    eps = latent_noise(7, 20, 2, seed=3)
+    ref = torch_bounds(model, x, eps, [1, 20])
+    with pixelvae_backends(pv) as b:
+        got = pixelvae_bounds(pv, b, x, [1, 20], eps=eps, batch_size=13)  # 13 latents per call: ragged chunks
+        again = pixelvae_bounds(pv, b, bundle.reference()["x"], [16], eps=bundle.reference()["eps"])
+    assert np.abs(got.elbo - ref["elbo"]).max() <= BOUND_BUDGET
+    for k in (1, 20):
+        assert np.abs(got.iwae[k] - ref["iwae"][k]).max() <= BOUND_BUDGET
+    assert np.abs(again.iwae[16] - bundle.reference()["iwae"]).max() <= BOUND_BUDGET
+    assert (got.iwae[20] >= got.recon - got.kl - 5.0).all()  # sanity: a bound near the ELBO, not garbage
+
+
+def test_summed_sample_logp_equals_the_full_graph_given_z(pixelvae_bundle):
+    model, bundle = pixelvae_bundle
+    pv = open_pixelvae(bundle)
+    with pixelvae_backends(pv, step=True) as b:
+        s = sample_pixelvae(pv, b, 6, seed=4, batch_size=4)
+        again = sample_pixelvae(pv, b, 6, seed=4, batch_size=6)
+    assert (s.images == again.images).all()  # batching does not change a seed's images
+    with pixelvae_backends(pv) as b:
+        full = autoregressive_log_px(b["features"], b["full"], CONTEXT)(s.z, s.images)
+        cond = features(b["features"], s.z, CONTEXT)
+    assert np.abs(s.log_px - full).max() <= LOGP_BUDGET
+    with torch.inference_mode():  # and PyTorch's log p(x|z) of the same images
+        t = model.pixelcnn(torch.from_numpy(s.images), cond=model.cond(torch.from_numpy(s.z))).double().numpy()
+    assert np.abs(s.log_px - t).max() <= LOGP_BUDGET
+    assert cond.shape == (6, 4, 4, 5)
+
+
+def test_parity_report_passes(pixelvae_bundle):
+    model, bundle = pixelvae_bundle
+    x = np.random.default_rng(2).integers(0, 5, (6, 1, 4, 5)).astype(np.uint8)
+    report = run_pixelvae_parity(model, bundle, x, k=10, samples=4, teacher=3, log=lambda s: None)
+    assert report.ok, report.table()
+    names = [r.check for r in report.rows]
+    assert "IWAE-10 per image: PyTorch vs ORT" in names
+    assert "p(x|z): sampled: summed step log p vs full loglik (ORT)" in names
+    assert "p(x|z): causality: outputs reading a later sub-pixel" in names
+
+
+def test_interpolation_shares_the_step_noise(pixelvae_bundle):
+    _, bundle = pixelvae_bundle
+    pv = open_pixelvae(bundle)
+    pair = bundle.reference()["x"][:2]
+    with pixelvae_backends(pv, step=True) as b:
+        row = interpolate_pixelvae(pv, b, pair, 4, seed=1)
+        same = decode_latents(pv, b, np.repeat(np.zeros((1, 2), np.float32), 2, 0),
+                              np.repeat(make_noise(1, pv.image, 1, pv.pixelcnn.step_schedule), 2, 0))
+        with pytest.raises(PixelrtError, match="--steps"):
+            interpolate_pixelvae(pv, b, pair, 1)
+        with pytest.raises(DataError, match="exactly 2"):
+            interpolate_pixelvae(pv, b, bundle.reference()["x"][:3], 4)
+    assert row.shape == (6, 1, 4, 5) and (row[0] == pair[0]).all() and (row[-1] == pair[1]).all()
+    assert (same.images[0] == same.images[1]).all()  # same z, same noise: the same image
+
+
+def test_bad_inputs_name_the_problem(pixelvae_bundle, vae_grey_bundle, tmp_path):
+    _, bundle = pixelvae_bundle
+    pv = open_pixelvae(bundle)
+    with pytest.raises(BundleError, match="not a PixelVAE"):
+        open_pixelvae(vae_grey_bundle[1])
+    with pixelvae_backends(pv) as b:
+        with pytest.raises(DataError, match="exported for 1x4x5"):
+            pixelvae_bounds(pv, b, np.zeros((2, 1, 5, 5), np.uint8), [1])
+        with pytest.raises(DataError):
+            pixelvae_bounds(pv, b, np.full((2, 1, 4, 5), 9, np.uint8), [1])  # beyond the 5 levels
+        with pytest.raises(PixelrtError, match="NaN"):
+            features(b["features"], np.full((1, 2), np.nan, np.float32), CONTEXT)
+    root = tmp_path / "b"
+    shutil.copytree(bundle.root, root)
+    doc = json.loads((root / "manifest.json").read_text())
+    doc["decoder"]["context"] = "label"
+    (root / "manifest.json").write_text(json.dumps(doc))
+    with pytest.raises(BundleError, match="context does not match"):
+        open_pixelvae(root)
