@@ -16,29 +16,12 @@ import torch
 from pixelrt.export.parity import run_parity
 from pixelrt.export.pixelvae_export import posterior_maps
 from pixelrt.export.vae_export import BOUND_BUDGET, LATENT_BUDGET
+from pixelrt.export.vae_parity import torch_bounds
 from pixelrt.models.pixelvae import CONTEXT, PixelVAE
 from pixelrt.runtime.bundle import Bundle
 from pixelrt.runtime.parity import ParityReport, diff_row
 from pixelrt.runtime.pixelvae import encode, features, open_pixelvae, pixelvae_backends, pixelvae_bounds
 from pixelrt.runtime.vae import iwae_ladder, latent_noise
-
-
-def torch_bounds(model: PixelVAE, x: np.ndarray, eps: np.ndarray, ks: list[int], latents_per_call: int = 2048) -> dict:
-    """``PixelVAE.bounds`` in image chunks, IWAE-k for every k in ``ks`` from the same log weights."""
-    K = eps.shape[1]
-    per = max(1, latents_per_call // K)
-    elbo, log_w = [], []
-    with torch.inference_mode():
-        for lo in range(0, len(x), per):
-            b = model.bounds(torch.from_numpy(x[lo:lo + per]), torch.from_numpy(eps[lo:lo + per]))
-            elbo.append(b["elbo"].numpy())
-            log_w.append(b["log_w"].numpy())
-    lw = np.concatenate(log_w)
-    iwae = {}
-    for k in ks:
-        m = lw[:, :k].max(1, keepdims=True)
-        iwae[k] = (m + np.log(np.exp(lw[:, :k] - m).sum(1, keepdims=True)))[:, 0] - np.log(k)
-    return {"elbo": np.concatenate(elbo), "iwae": iwae}
 
 
 def run_pixelvae_parity(model: PixelVAE, bundle: Bundle, x: np.ndarray, k: int = 100, samples: int = 8,
@@ -54,8 +37,8 @@ def run_pixelvae_parity(model: PixelVAE, bundle: Bundle, x: np.ndarray, k: int =
                           f"{len(x)} held-out images x {K} latent samples (seed {seed}); p(x|z) by a Gated PixelCNN")
     eps = latent_noise(len(x), K, Z, seed)
     log(f"PyTorch bounds ({len(x)} x {K} PixelCNN passes)")
-    ref = torch_bounds(model, x, eps, ks)
     with torch.inference_mode():
+        ref = torch_bounds(model, x, eps, ks, latents_per_call=2048)
         mu_t, lv_t = (v.numpy() for v in model.encoder(torch.from_numpy(x)))
         z_prior = np.random.default_rng(seed).standard_normal((samples, Z), dtype=np.float32)
         cond_t = model.cond(torch.from_numpy(z_prior)).numpy()

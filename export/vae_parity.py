@@ -23,8 +23,9 @@ from pixelrt.runtime.vae import iwae_ladder, latent_noise, latent_size, vae_boun
 SAMPLE_AGREEMENT_BUDGET = 0.99  # no autoregressive cascade: only a float tie at a bin edge can flip a sub-pixel
 
 
-def torch_bounds(model: VAE, x: np.ndarray, eps: np.ndarray, ks: list[int], latents_per_call: int = 4096) -> dict:
-    """``VAE.bounds`` in image chunks (memory), IWAE-k for every k in ``ks`` from the same log weights."""
+def torch_bounds(model, x: np.ndarray, eps: np.ndarray, ks: list[int], latents_per_call: int = 4096) -> dict:
+    """``model.bounds`` (``VAE`` or ``PixelVAE``) in image chunks (memory), IWAE-k for every k in ``ks``
+    from the same log weights."""
     K = eps.shape[1]
     per = max(1, latents_per_call // K)
     elbo, log_w = [], []

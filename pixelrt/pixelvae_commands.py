@@ -5,7 +5,6 @@ bundle (torch-free), `export` and `parity` of a PixelVAE checkpoint (torch-side 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -35,40 +34,26 @@ def pv_sample(args, bundle) -> int:
 
 
 def pv_eval(args, bundle, x: np.ndarray, source: str) -> int:
+    from contextlib import contextmanager
+
     from pixelrt.runtime.pixelvae import open_pixelvae, pixelvae_backends, pixelvae_bounds
-    from pixelrt.runtime.vae import iwae_ladder
+    from pixelrt.vae_commands import latent_eval
 
     pv = open_pixelvae(bundle)
-    k = 100 if args.iwae is None else args.iwae
-    ks = iwae_ladder(k) if k >= 1 else [k]
-    ref = bundle.reference()
-    t0 = time.perf_counter()
-    with pixelvae_backends(pv, args.runtime) as b:
-        res = pixelvae_bounds(pv, b, x, ks, seed=args.seed, batch_size=max(args.batch_size, 1), progress=True,
-                              source=source)
-        again = pixelvae_bounds(pv, b, ref["x"], [ref["eps"].shape[1]], eps=ref["eps"], source="bundle reference batch")
-    dt = time.perf_counter() - t0
-    drift = max(float(np.abs(again.elbo - ref["elbo"]).max()),
-                float(np.abs(again.iwae[ref["eps"].shape[1]] - ref["iwae"]).max()))
-    print(f"{source}: {len(x)} images, {args.runtime}, noise seed {args.seed}, {dt:.1f} s (PixelVAE: p(x|z) by "
-          "the conditioned Gated PixelCNN)")
-    print(f"  ELBO     {res.bits_per_dim(res.elbo):.4f} bits/dim  (KL {res.kl.mean():.2f} nats, "
-          f"reconstruction {-res.recon.mean():.2f} nats, averaged over {ks[-1]} samples)")
-    for kk in ks:
-        print(f"  IWAE-{kk:<5d} {res.bits_per_dim(res.iwae[kk]):.4f} bits/dim")
-    print(f"reference batch |d ELBO|, |d IWAE| vs export time: {drift:.1e} nats")
-    return 0
+
+    @contextmanager
+    def bounds():
+        with pixelvae_backends(pv, args.runtime) as b:
+            yield lambda xs, ks, **kw: pixelvae_bounds(pv, b, xs, ks, **kw)
+    return latent_eval(args, bundle, x, source, bounds, " (PixelVAE: p(x|z) by the conditioned Gated PixelCNN)")
 
 
 def pv_interpolate(args, bundle, x: np.ndarray) -> int:
     from pixelrt.runtime.grid import save_grid
     from pixelrt.runtime.pixelvae import interpolate_pixelvae, open_pixelvae, pixelvae_backends
+    from pixelrt.vae_commands import check_pair
 
-    a, b = args.pair
-    for i in (a, b):
-        if not 0 <= i < len(x):
-            raise PixelrtError(f"--pair index {i} is out of range: the {args.split} split has {len(x)} images "
-                               f"(0..{len(x) - 1})")
+    a, b = check_pair(args, x)
     pv = open_pixelvae(bundle)
     with pixelvae_backends(pv, args.runtime, step=True) as backends:
         row = interpolate_pixelvae(pv, backends, x[[a, b]], args.steps, seed=args.seed)
@@ -96,26 +81,11 @@ def pv_export(args, model, meta, test_x: np.ndarray, record: dict) -> int:
 
 def pv_parity(args, model, meta, test_x: np.ndarray, record: dict) -> int:
     """Print the report (and --json it); a miss beyond budget raises ParityError (exit 1)."""
-    import json
-    import tempfile
-
     from pixelrt.export.pixelvae_export import export_pixelvae_bundle
     from pixelrt.export.pixelvae_parity import run_pixelvae_parity
-    from pixelrt.runtime.bundle import ImageSpec, load_bundle
+    from pixelrt.vae_commands import latent_parity
 
-    k = 100 if args.iwae is None else args.iwae
-    with tempfile.TemporaryDirectory(prefix="pixelrt-parity-") as tmp:
-        if args.bundle:
-            bundle = load_bundle(args.bundle[0])
-        else:
-            print("exporting a bundle to a temporary folder (pass --bundle to compare an existing one)")
-            bundle, _ = export_pixelvae_bundle(model, ImageSpec(**meta["image"]), test_x[:8], Path(tmp) / "bundle",
-                                               source={"checkpoint": str(args.checkpoint), "data": record},
-                                               log=lambda s: None)
-        report = run_pixelvae_parity(model, bundle, test_x[: args.num], k=k, samples=args.samples,
-                                     teacher=args.teacher, seed=args.seed, progress=not args.no_progress)
-    print(report.table())
-    if args.json:
-        Path(args.json).write_text(json.dumps(report.as_dict(), indent=2) + "\n")
-    report.raise_on_miss()
-    return 0
+    return latent_parity(args, meta, test_x, record, lambda *a, **k: export_pixelvae_bundle(model, *a, **k)[0],
+                         lambda bundle, x, k: run_pixelvae_parity(model, bundle, x, k=k, samples=args.samples,
+                                                                  teacher=args.teacher, seed=args.seed,
+                                                                  progress=not args.no_progress))

@@ -35,23 +35,36 @@ def vae_sample(args, bundle) -> int:
 
 
 def vae_eval(args, bundle, x: np.ndarray, source: str) -> int:
+    from contextlib import contextmanager
+
     from pixelrt.runtime.backends import open_backend
-    from pixelrt.runtime.vae import iwae_ladder, vae_bounds
+    from pixelrt.runtime.vae import vae_bounds
+
+    @contextmanager
+    def bounds():
+        with open_backend(args.runtime, bundle.graph_path("encoder")) as enc, \
+                open_backend(args.runtime, bundle.graph_path("decoder")) as dec:
+            yield lambda xs, ks, **kw: vae_bounds(enc, dec, bundle.image, xs, ks, **kw)
+    return latent_eval(args, bundle, x, source, bounds)
+
+
+def latent_eval(args, bundle, x: np.ndarray, source: str, bounds, note: str = "") -> int:
+    """`pixelrt eval` of a latent-variable bundle: ELBO and IWAE-1, 10, ... --iwae on ``x``, then the bundle's
+    reference batch again against its export-time bounds. ``bounds()`` is a context manager yielding
+    ``f(x, ks, **kw) -> VaeBounds`` on open backends."""
+    from pixelrt.runtime.vae import iwae_ladder
 
     k = 100 if args.iwae is None else args.iwae
-    ks = iwae_ladder(k) if k >= 1 else [k]  # k < 1: vae_bounds names the problem
+    ks = iwae_ladder(k) if k >= 1 else [k]  # k < 1: the estimator names the problem
     ref = bundle.reference()
+    K = ref["eps"].shape[1]
     t0 = time.perf_counter()
-    with open_backend(args.runtime, bundle.graph_path("encoder")) as enc, \
-            open_backend(args.runtime, bundle.graph_path("decoder")) as dec:
-        res = vae_bounds(enc, dec, bundle.image, x, ks, seed=args.seed, batch_size=max(args.batch_size, 1),
-                         progress=True, source=source)
-        again = vae_bounds(enc, dec, bundle.image, ref["x"], [ref["eps"].shape[1]], eps=ref["eps"],
-                           source="bundle reference batch")
+    with bounds() as f:
+        res = f(x, ks, seed=args.seed, batch_size=max(args.batch_size, 1), progress=True, source=source)
+        again = f(ref["x"], [K], eps=ref["eps"], source="bundle reference batch")
     dt = time.perf_counter() - t0
-    drift = max(float(np.abs(again.elbo - ref["elbo"]).max()),
-                float(np.abs(again.iwae[ref["eps"].shape[1]] - ref["iwae"]).max()))
-    print(f"{source}: {len(x)} images, {args.runtime}, noise seed {args.seed}, {dt:.1f} s")
+    drift = max(float(np.abs(again.elbo - ref["elbo"]).max()), float(np.abs(again.iwae[K] - ref["iwae"]).max()))
+    print(f"{source}: {len(x)} images, {args.runtime}, noise seed {args.seed}, {dt:.1f} s{note}")
     print(f"  ELBO     {res.bits_per_dim(res.elbo):.4f} bits/dim  (KL {res.kl.mean():.2f} nats, "
           f"reconstruction {-res.recon.mean():.2f} nats, averaged over {ks[-1]} samples)")
     for kk in ks:
@@ -60,16 +73,21 @@ def vae_eval(args, bundle, x: np.ndarray, source: str) -> int:
     return 0
 
 
+def check_pair(args, x: np.ndarray) -> tuple[int, int]:
+    """--pair A B as indices into the chosen split, or one error naming the valid range."""
+    for i in args.pair:
+        if not 0 <= i < len(x):
+            raise PixelrtError(f"--pair index {i} is out of range: the {args.split} split has {len(x)} images "
+                               f"(0..{len(x) - 1})")
+    return tuple(args.pair)
+
+
 def vae_interpolate(args, bundle, x: np.ndarray) -> int:
     from pixelrt.runtime.backends import open_backend
     from pixelrt.runtime.grid import save_grid
     from pixelrt.runtime.vae import interpolate
 
-    a, b = args.pair
-    for i in (a, b):
-        if not 0 <= i < len(x):
-            raise PixelrtError(f"--pair index {i} is out of range: the {args.split} split has {len(x)} images "
-                               f"(0..{len(x) - 1})")
+    a, b = check_pair(args, x)
     with open_backend(args.runtime, bundle.graph_path("encoder")) as enc, \
             open_backend(args.runtime, bundle.graph_path("decoder")) as dec:
         row = interpolate(enc, dec, bundle.image, x[[a, b]], args.steps)
@@ -96,11 +114,21 @@ def vae_export(args, model, meta, test_x: np.ndarray, record: dict) -> int:
 
 def vae_parity(args, model, meta, test_x: np.ndarray, record: dict) -> int:
     """Print the report (and --json it); a miss beyond budget raises ParityError (exit 1)."""
+    from pixelrt.export.vae_export import export_vae_bundle
+    from pixelrt.export.vae_parity import run_vae_parity
+
+    return latent_parity(args, meta, test_x, record, lambda *a, **k: export_vae_bundle(model, *a, **k).bundle,
+                         lambda bundle, x, k: run_vae_parity(model, bundle, x, k=k, seed=args.seed,
+                                                             progress=not args.no_progress))
+
+
+def latent_parity(args, meta, test_x: np.ndarray, record: dict, export, run) -> int:
+    """The parity command of a latent-variable model (VAE, PixelVAE): ``args.bundle`` or a bundle exported to
+    a temporary folder by ``export(image, x, out, source=, log=) -> Bundle``, then ``run(bundle, x, k)``'s
+    report printed (and --json written); a miss raises ParityError (exit 1)."""
     import json
     import tempfile
 
-    from pixelrt.export.vae_export import export_vae_bundle
-    from pixelrt.export.vae_parity import run_vae_parity
     from pixelrt.runtime.bundle import ImageSpec, load_bundle
 
     k = 100 if args.iwae is None else args.iwae
@@ -109,11 +137,9 @@ def vae_parity(args, model, meta, test_x: np.ndarray, record: dict) -> int:
             bundle = load_bundle(args.bundle[0])
         else:
             print("exporting a bundle to a temporary folder (pass --bundle to compare an existing one)")
-            bundle = export_vae_bundle(model, ImageSpec(**meta["image"]), test_x[:8], Path(tmp) / "bundle",
-                                       source={"checkpoint": str(args.checkpoint), "data": record},
-                                       log=lambda s: None).bundle
-        report = run_vae_parity(model, bundle, test_x[: args.num], k=k, seed=args.seed,
-                                progress=not args.no_progress)
+            bundle = export(ImageSpec(**meta["image"]), test_x[:8], Path(tmp) / "bundle",
+                            source={"checkpoint": str(args.checkpoint), "data": record}, log=lambda s: None)
+        report = run(bundle, test_x[: args.num], k)
     print(report.table())
     if args.json:
         Path(args.json).write_text(json.dumps(report.as_dict(), indent=2) + "\n")
