@@ -57,3 +57,10 @@ def test_parity_table_passes_every_budget(diag_bundle):
     assert checks["step vs full conditionals (ORT)"].max <= LOGP_BUDGET
     assert checks["samples under shared noise: ORT vs PyTorch step"].mean >= 0.9
     assert checks["samples under shared noise: ORT step vs naive oracle"].mean >= 0.9
+
+
+def test_emulated_device_loop_plan_equals_bundle_loop(diag_bundle):
+    """--runtime trt's device loop (a row graph that reads the step's ring cache), emulated on CPU."""
+    from tests.runtime.device_emulation import assert_device_plan_matches_bundle_loop
+
+    assert_device_plan_matches_bundle_loop(diag_bundle[1])
