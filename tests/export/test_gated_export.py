@@ -137,3 +137,9 @@ def test_emulated_device_loop_plan_equals_bundle_loop(pair):
 
     model, bundle = pair
     assert_device_plan_matches_bundle_loop(bundle, _data(model, bundle, 5, seed=6)[1])
+
+
+def test_every_graph_passes_the_tensorrt_parser_check(pair):
+    from tests.runtime.device_emulation import assert_tensorrt_parser_check_passes
+
+    assert_tensorrt_parser_check_passes(pair[1])

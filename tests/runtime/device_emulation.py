@@ -36,4 +36,41 @@ def assert_device_plan_matches_bundle_loop(bundle, context: dict | None = None, 
         if row is not None:
             with pytest.raises(PixelrtError, match="per-row graph"):
                 device_loop(HostDevice(step), img, bundle.state, noise, schedule=sched, context=context)
+        assert_memory_estimate_covers_the_plan(bundle, HostDevice(step, row))
     assert len(np.unique(want.logp)) > n  # real, varied conditionals
+
+
+def assert_memory_estimate_covers_the_plan(bundle, device) -> None:
+    """`pixelrt doctor`/`build-engine`'s estimate (state; noise + per-step results) equals the bytes of
+    the device plan's batch-proportional buffers at the profile's max batch, row-graph buffers included."""
+    from pixelrt.runtime.trt_loop import plan_buffers
+    from pixelrt.runtime.trt_profiles import estimate_memory, get_profile
+
+    profile = get_profile("jetson-orin-nano")
+    est = estimate_memory(bundle, profile)
+    plan = plan_buffers(device.step_inputs, device.step_outputs, bundle.state, profile.batch[2], bundle.step_schedule,
+                        bundle.image, getattr(device, "row_inputs", None), getattr(device, "row_outputs", None))
+    nbytes = {k: int(np.prod(shape, dtype=np.int64)) * np.dtype(dt).itemsize for k, (shape, dt) in plan.buffers.items()}
+    assert est.state == sum(b for k, b in nbytes.items() if k.startswith(("state:", "rowout:"))), (est.state, nbytes)
+    loop = ("tab:noise", "tab:force", "tab:value", "tab:logp", "in:pixel", "rowin:row_pixels")
+    assert est.loop_io == sum(b for k, b in nbytes.items() if k in loop), (est.loop_io, nbytes)
+    assert set(est.weights) == set(bundle.graphs) and all(est.weights[g] > 0 for g in bundle.graphs)
+
+
+# Known doctor findings in exported bundles, exactly (a fix in the exporter makes the test fail until the
+# entry is removed). The PixelRNN full graphs take the uint8 image and read its batch size with Shape
+# before casting; TensorRT's Shape takes no UINT8 (onnx-tensorrt operator matrix). Fix in the exporter:
+# cast `x` first (or take the batch from the float tensor), then `pixelrt doctor` passes.
+SHAPE_OF_UINT8_INPUT = ("full", "error", "dtype", "Shape")
+
+
+def assert_tensorrt_parser_check_passes(bundle, known: tuple = ()) -> None:
+    """`pixelrt doctor --target tensorrt` finds nothing in any of the bundle's graphs (row graph included),
+    apart from exactly the ``known`` findings, (graph, severity, kind, op) each."""
+    from pixelrt.runtime.trt_support import check_bundle
+
+    checks = check_bundle(bundle)
+    assert {c.graph for c in checks} == set(bundle.graphs)
+    found = [(c.graph, f.severity, f.kind, f.op) for c in checks for f in c.findings]
+    detail = [(c.graph, f.node, f.message) for c in checks for f in c.findings]
+    assert sorted(found) == sorted(known), detail

@@ -63,3 +63,19 @@ def test_bench_records_and_table_with_ort_cpu(grey_bundle, tmp_path):
     mixed = format_table([{**records[0], "runtime": "trt", "ms_per_image": records[0]["ms_per_image"] / 4,
                            "rows_timed": H}, *records])
     assert "4.0x" in mixed
+
+
+@pytest.mark.skipif(_has_cuda(), reason="this machine has GPU runtimes: the no-CUDA message cannot be shown here")
+def test_eval_and_build_engine_without_cuda_name_what_is_missing(grey_bundle, tmp_path, capsys):
+    import numpy as np
+
+    _, bundle = grey_bundle
+    np.savez(tmp_path / "x.npz", x=bundle.reference()["x"])
+    for runtime, needs in (("trt", "TensorRT"), ("ort-cuda", "CUDAExecutionProvider")):
+        assert main(["eval", str(bundle.root), "--data", str(tmp_path / "x.npz"), "--levels", "7", "--split", "all",
+                     "--runtime", runtime]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and needs in err[0] and "pixelrt[gpu]" in err[0], err
+    assert main(["build-engine", str(bundle.root)]) == 2
+    out = capsys.readouterr().out
+    assert "engines to build: full, step" in out  # default: every graph of the bundle (a row graph too)

@@ -177,3 +177,12 @@ def test_loop_kernels_compile_with_nvrtc(arch):
     nvrtc.nvrtcGetPTX(prog, ptx)
     entries = [line.split()[-1].rstrip("(") for line in ptx.decode().splitlines() if ".entry" in line]
     assert entries == KERNEL_NAMES
+
+
+@pytest.mark.parametrize("which", ["grey_bundle", "rgb_bundle"])
+def test_memory_estimate_equals_the_device_plan(which, request):
+    from tests.runtime.device_emulation import assert_memory_estimate_covers_the_plan
+
+    _, bundle = request.getfixturevalue(which)
+    with OrtBackend(bundle.graph_path("step")) as step:
+        assert_memory_estimate_covers_the_plan(bundle, HostDevice(step))
