@@ -1,7 +1,8 @@
 """One check for every exported family: the device loop's plan, emulated on CPU, equals bundle_loop.
 
 ``HostDevice`` (runtime/trt_host.py) runs the plan with the CUDA kernels' index arithmetic in numpy,
-ORT CPU sessions standing in for the TensorRT engines. Called from each family's export tests with
+ORT CPU sessions standing in for the TensorRT engines; where a C++ compiler exists, the real
+``CudaDevice`` runs too, on tests/runtime/fake_cuda.py (the CUDA C kernels compiled for the host). Called from each family's export tests with
 the bundle they already exported (no extra export), so every state kind a family uses (ring-row,
 strided-ring-row, row with its per-row graph, context inputs) is proven bit for bit.
 """
@@ -33,11 +34,32 @@ def assert_device_plan_matches_bundle_loop(bundle, context: dict | None = None, 
                               schedule=sched, context=context)
             np.testing.assert_array_equal(got.images, want.images)
             np.testing.assert_array_equal(got.logp, want.logp)
+            _assert_cuda_device_on_fake_cuda(bundle, step, row, noise, f, context, want)
         if row is not None:
             with pytest.raises(PixelrtError, match="per-row graph"):
                 device_loop(HostDevice(step), img, bundle.state, noise, schedule=sched, context=context)
         assert_memory_estimate_covers_the_plan(bundle, HostDevice(step, row))
     assert len(np.unique(want.logp)) > n  # real, varied conditionals
+
+
+def _assert_cuda_device_on_fake_cuda(bundle, step, row, noise, force, context, want) -> None:
+    """The real CudaDevice (kernels compiled for the host, ORT as engines, CUDA graphs recorded and
+    replayed): the same images and log-probs as well (tests/runtime/fake_cuda.py; needs a C++ compiler)."""
+    from tests.runtime.fake_cuda import compiler, cuda_device, tmpdir
+
+    if compiler() is None:
+        return
+    with pytest.MonkeyPatch.context() as mp:
+        device, rt = cuda_device(mp, tmpdir(), step, row)
+        got = device_loop(device, bundle.image, bundle.state, noise, force=force, batch_size=3,
+                          schedule=bundle.step_schedule, context=context)
+        device.close()
+    np.testing.assert_array_equal(got.images, want.images)
+    np.testing.assert_array_equal(got.logp, want.logp)
+    assert rt.counts["launch"] == 0 and rt.counts["replay"] > 0  # everything ran inside captured graphs
+    if row is not None:
+        assert len(device.row_graphs) == 0  # released by close(); captured per batch above
+        assert rt.counts["captured"] == 2 * 2  # per batch (3 + 2 images): the step graph and the row graph
 
 
 def assert_memory_estimate_covers_the_plan(bundle, device) -> None:
