@@ -54,7 +54,8 @@ class CudaDevice:
         self.bufs["tab:noise"].upload(tables.noise, stream)
         self.bufs["tab:force"].upload(tables.force, stream)
         for k, v in context.items():
-            self.bufs[f"ctx:{k}"].upload(v, stream)
+            if f"ctx:{k}" in self.bufs:  # a context input neither graph reads has no buffer
+                self.bufs[f"ctx:{k}"].upload(v, stream)
         if plan.row_bind:
             self.row.set_batch(B, {n: plan.buffers[plan.row_bind[0][n]][0] for n in plan.row_inputs})
         parities = sorted(set(int(p) for p in np.unique(tables.parity)))

@@ -49,7 +49,8 @@ class HostDevice:
         self.mem = {k: np.zeros(shape, dtype) for k, (shape, dtype) in plan.buffers.items()}
         self.mem.update({"tab:positions": tables.positions, "tab:noise": tables.noise, "tab:force": tables.force})
         for k, v in context.items():
-            self._store(f"ctx:{k}", v)
+            if f"ctx:{k}" in self.mem:  # a context input neither graph reads has no buffer
+                self._store(f"ctx:{k}", v)
         self.B = len(tables.noise[0]) // schedule.noise_per_substep
 
     def _store(self, key: str, value: np.ndarray) -> None:

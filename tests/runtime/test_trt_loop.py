@@ -186,3 +186,12 @@ def test_memory_estimate_equals_the_device_plan(which, request):
     _, bundle = request.getfixturevalue(which)
     with OrtBackend(bundle.graph_path("step")) as step:
         assert_memory_estimate_covers_the_plan(bundle, HostDevice(step))
+
+
+def test_a_context_input_no_graph_reads_is_not_uploaded():
+    image, sched = ImageSpec(3, 2, 2, 5), StepSchedule(3, context=("label", "unused"))
+    ctx = {"label": np.array([4, 1], dtype=np.int64), "unused": np.zeros((2, 3), dtype=np.float32)}
+    noise = make_noise(2, image, 0, sched)
+    got = device_loop(HostDevice(LabelGraph()), image, [], noise, schedule=sched, context=ctx)
+    want = step_loop(LabelGraph(), image, [], noise, schedule=sched, context=ctx)
+    np.testing.assert_array_equal(got.images, want.images)
