@@ -352,3 +352,24 @@ def _write_json_atomic(path: Path, records: list[dict]) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def run_gpu_bench(runtimes: str, batches: list[int], model: str = "ref28", rows: int | None = None,
+                  json_path=None, log=None) -> list[dict]:
+    """`pixelrt bench --runtime ...`: the bench model exported once, timed on GPU runtimes next to ORT CPU
+    (runtime/gpu_bench.py). Every runtime is checked before the export: without CUDA, one clear error."""
+    from pixelrt.export.bundle_writer import export_bundle
+    from pixelrt.runtime.gpu_bench import bench_bundle, parse_runtimes, require
+
+    log = log or (lambda s: print(s, flush=True))
+    names = parse_runtimes(runtimes)
+    if model not in MODELS:
+        raise PixelrtError(f"--runtime benchmarks {', '.join(MODELS)}, not {model!r}")
+    for name in names:
+        log(f"{name}: {require(name)}")
+    spec = _spec(model)
+    with tempfile.TemporaryDirectory(prefix="pixelrt-gpu-bench-") as tmp:
+        log(f"exporting {spec.name} to a temporary bundle")
+        x_ref = np.random.default_rng(0).integers(0, spec.image.levels, (4, *spec.image.shape)).astype(np.uint8)
+        bundle = export_bundle(spec.build(), spec.image, x_ref, Path(tmp) / spec.name, log=lambda s: None).bundle
+        return bench_bundle(bundle, names, batches, rows=rows, name=spec.name, log=log, json_path=json_path)

@@ -204,6 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precisions", default="fp32,fp16,int8",
                    help="ORT step-sampling rows per precision; fp16/int8 are `pixelrt calibrate` copies of the "
                         "bench bundle (default: %(default)s)")
+    p.add_argument("--runtime", default=None, metavar="RT[,RT...]",
+                   help="time step-loop sampling on GPU runtimes instead (trt, ort-cuda, ort-cuda-graph, ort-trt; "
+                        "comma-separated) next to ORT CPU in the same run: us per step and ms per image for ref28 "
+                        "or gated28. Needs a CUDA GPU; without one it exits with one error line (docs/gpu.md)")
     p.set_defaults(func=cmd_bench)
 
     from pixelrt.gpu_cli import add_commands as add_gpu_commands

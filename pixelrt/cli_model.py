@@ -204,6 +204,12 @@ def _precision_parity(args, model, x) -> int:
 def cmd_bench(args) -> int:
     from pixelrt.export.bench import run_bench
 
+    if args.runtime:  # GPU runtimes next to ORT CPU (runtime/gpu_bench.py)
+        from pixelrt.export.bench import run_gpu_bench
+
+        run_gpu_bench(args.runtime, [int(b) for b in (args.batches or "1,64").split(",") if b.strip()],
+                      model=args.model, rows=args.rows, json_path=args.json)
+        return 0
     if args.model == "pp32":
         from pixelrt.export.bench_pixelcnnpp import run_pixelcnnpp_bench
 

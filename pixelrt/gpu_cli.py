@@ -68,7 +68,9 @@ def add_commands(sub) -> None:
     p.add_argument("--max-batch", type=int, default=None, help="largest batch the engines accept (default: the profile's)")
     p.add_argument("--workspace-mib", type=int, default=None, help="builder workspace pool (default: the profile's)")
     p.add_argument("--no-tf32", action="store_true", help="disable TF32 in FP32 layers (parity runs)")
-    p.add_argument("--graphs", default="full,step", help="comma-separated bundle graphs to build (default: %(default)s)")
+    p.add_argument("--graphs", default=None,
+                   help="comma-separated bundle graphs to build (default: every graph of the bundle: full, step and "
+                        "its per-row graph if it has one)")
     p.add_argument("--cache", default=None, help="engine cache folder (default: $PIXELRT_ENGINE_CACHE or ~/.cache/pixelrt/engines)")
     p.set_defaults(func=cmd_build_engine)
 
@@ -113,13 +115,14 @@ def cmd_build_engine(args: argparse.Namespace) -> int:
 
     bundle = load_bundle(args.bundle)
     profile = _profile(args)
-    graphs = [g.strip() for g in args.graphs.split(",") if g.strip()]
+    graphs = list(bundle.graphs) if args.graphs is None else [g.strip() for g in args.graphs.split(",") if g.strip()]
     for g in graphs:
         bundle.graph_path(g)  # BundleError names the graphs the bundle has
     print(estimate_memory(bundle, profile).table(profile.name))
     advice = precision_advice(profile, bundle.precision)
     if advice:
         print(f"note: {advice}")
+    print(f"engines to build: {', '.join(graphs)}")
     from pixelrt.runtime.cuda_runtime import modules
     from pixelrt.runtime.engine_cache import EngineCache
     from pixelrt.runtime.trt_backend import build_serialized, current_device, import_tensorrt

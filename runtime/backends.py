@@ -49,7 +49,9 @@ def open_backend(runtime: str, path: str | Path):
 def step_backends(runtime: str, bundle):
     """Active backends on a bundle's step graph and, when its schedule has one, its per-row graph.
 
-    Yields ``(step, row)``; ``row`` is None for bundles without a per-row graph.
+    Yields ``(step, row)``; ``row`` is None for bundles without a per-row graph. With ``trt`` the
+    step backend runs the whole loop on the device, per-row graph included: the row backend is
+    attached to it (``step.row_backend``) and ``row`` is None, so ``bundle_loop`` hands it the loop.
     """
     row_graph = bundle.step_schedule.row_graph
     with open_backend(runtime, bundle.graph_path("step")) as step:
@@ -57,4 +59,8 @@ def step_backends(runtime: str, bundle):
             yield step, None
         else:
             with open_backend(runtime, bundle.graph_path(row_graph)) as row:
-                yield step, row
+                if hasattr(step, "bundle_loop") and hasattr(step, "row_backend"):
+                    step.row_backend = row
+                    yield step, None
+                else:
+                    yield step, row

@@ -167,8 +167,10 @@ class TrtEngine:
         if not self.context.set_tensor_address(name, int(ptr)):
             raise PixelrtError(f"TensorRT rejected the device address of {name!r} ({self.path.name})")
 
-    def enqueue(self) -> None:
-        if not self.context.execute_async_v3(int(self.stream)):
+    def enqueue(self, stream=None) -> None:
+        """execute_async_v3 on this engine's stream, or on ``stream`` (the device loop runs its step and
+        row engines on one stream, so their order needs no events)."""
+        if not self.context.execute_async_v3(int(self.stream if stream is None else stream)):
             raise PixelrtError(f"TensorRT execute_async_v3 failed on {self.path.name}")
 
     def close(self) -> None:
@@ -234,22 +236,35 @@ class TrtStepBackend(TrtBackend):
     """TrtBackend on a step graph that also runs the whole loop on the device (``bundle_loop``).
 
     ``pixelrt sample/parity --runtime trt`` reach it through :func:`pixelrt.runtime.sampler.bundle_loop`,
-    which hands the loop to a backend that offers one.
+    which hands the loop to a backend that offers one. A bundle with a per-row graph runs it on the
+    device too: :func:`pixelrt.runtime.backends.step_backends` attaches the row graph's backend as
+    ``row_backend`` (and yields no separate row runner, so the whole loop comes here).
     """
 
     def __init__(self, path, profile="server", cuda_graph: bool = True, **kwargs):
         super().__init__(path, profile, graph="step", **kwargs)
         self.cuda_graph = cuda_graph
 
-    def bundle_loop(self, bundle, noise, **kwargs):
-        from pixelrt.runtime.trt_device import CudaDevice, check_engine_io
+    row_backend = None  # the per-row graph's TrtBackend (set by step_backends for bundles that have one)
+
+    def bundle_loop(self, bundle, noise, row=None, **kwargs):
+        from pixelrt.runtime.trt_device import CudaDevice, check_engine_io, check_row_engine_io
         from pixelrt.runtime.trt_loop import device_loop
 
         if not self.active:
             raise RuntimeError("activate the TensorRT backend before sampling")
         check_engine_io(self.engine)
         kwargs.pop("row_runner", None)
-        device = CudaDevice(self.engine, cuda_graph=self.cuda_graph, log=self.log)
+        row = row or self.row_backend
+        row_engine = None
+        if any(s.update == "row" for s in bundle.state):
+            if not isinstance(row, TrtBackend) or not row.active:
+                raise PixelrtError(f"this bundle has a per-row graph ({bundle.step_schedule.row_graph!r}); the TensorRT "
+                                   "device loop needs it as an active `trt` backend too: open both with "
+                                   "pixelrt.runtime.backends.step_backends('trt', bundle)")
+            row_engine = row.engine
+            check_row_engine_io(row_engine)
+        device = CudaDevice(self.engine, cuda_graph=self.cuda_graph, log=self.log, row_engine=row_engine)
         try:
             return device_loop(device, bundle.image, bundle.state, noise, schedule=bundle.step_schedule, **kwargs)
         finally:

@@ -122,7 +122,7 @@ class MemoryEstimate:
     def table(self, name: str) -> str:
         rows = [(f"weights ({g})", b) for g, b in self.weights.items()]
         rows += [(f"activations ({g}, upper bound)", b) for g, b in self.activations.items()]
-        rows += [("step-loop state (ping-pong included)", self.state), ("noise + per-step results", self.loop_io),
+        rows += [("step-loop state (ping-pong, row outputs)", self.state), ("noise + per-step results", self.loop_io),
                  ("workspace pool (profile)", self.workspace), ("total", self.total)]
         w = max(len(r[0]) for r in rows)
         lines = [f"memory estimate at batch {self.batch} ({name}):"]
@@ -170,10 +170,13 @@ def estimate_memory(bundle, profile: BuildProfile) -> MemoryEstimate:
     state = 0
     for s in bundle.state:
         per_image = int(np.prod(s.shape[1:])) * np.dtype(s.dtype).itemsize
+        # replace: ping-pong pair; row: the state and the row graph's output it is copied from
         state += per_image * batch * (2 if s.update in ("replace", "row") else 1)
     img, sched = bundle.image, bundle.step_schedule
     steps = img.height * img.width * sched.substeps_per_pixel
     cps = sched.channels_per_substep(img.channels)
     loop_io = batch * (steps * sched.noise_per_substep * 4 + steps * cps * (8 + 8 + 4) + img.channels * 8)
+    if any(s.update == "row" for s in bundle.state):  # the device loop's finished row (int64) for the row graph
+        loop_io += batch * img.channels * img.width * 8
     return MemoryEstimate(weights, acts, state, loop_io, profile.workspace_mib * MIB, batch,
                           int(profile.board_memory_gib * 2 ** 30))

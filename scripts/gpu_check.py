@@ -7,6 +7,7 @@ temporary bundle and measures, with native TensorRT (server profile, TF32 off):
 2. step-loop sampling at batch 1, microseconds per step (device loop, CUDA graphs) target < 50 us
    (beside ORT CUDA and ORT CPU running the host step loop, for scale)
 3. summed step log p of TRT samples vs the TRT full graph's log-likelihood    budget |d bits/dim| <= 1e-4
+4. with --bench-json: the rows of `pixelrt bench --runtime ...` (us/step, ms/image, vs ORT CPU, batch 1 and 64)
 
 Timings are best of 3 after a warm-up image; they are measurements, printed, never asserted.
 """
@@ -26,6 +27,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", default=None, help="also write the rows to this file")
     ap.add_argument("--samples", type=int, default=8)
+    ap.add_argument("--bench-json", default=None, help="records of `pixelrt bench --runtime ... --json` to add to the table")
     args = ap.parse_args()
 
     import torch
@@ -84,6 +86,7 @@ def main() -> int:
                 rows.append((f"  {name} host step loop, us/step (2 rows timed)", 1e6 * t / (2 * image.width), None, None))
             except Exception as e:  # noqa: BLE001 - a missing provider is reported, not fatal
                 rows.append((f"  {name}: not run ({str(e)[:60]})", float("nan"), None, None))
+    rows += bench_rows(args.bench_json)
     width = max(len(r[0]) for r in rows)
     print(f"\n{'check':{width}s}  {'measured':>10s}  {'budget':>8s}  result")
     print("-" * (width + 32))
@@ -94,6 +97,22 @@ def main() -> int:
         Path(args.json).write_text(json.dumps([{"check": r[0], "measured": float(r[1]), "budget": r[2], "ok": r[3]}
                                                for r in rows], indent=2) + "\n")
     return 0 if all(r[3] is not False for r in rows) else 1
+
+
+def bench_rows(path) -> list[tuple]:
+    """One table row per `pixelrt bench --runtime` record: us/step measured, ms/image and the ratio to
+    ORT CPU at the same batch in the name (no budget: the 50 us target is the trt row above)."""
+    if not path or not Path(path).exists() or not Path(path).stat().st_size:
+        return []
+    records = json.loads(Path(path).read_text())
+    cpu = {r["batch"]: r["ms_per_image"] for r in records if r["runtime"] == "ort"}
+    rows = []
+    for r in records:
+        label = "ORT CPU" if r["runtime"] == "ort" else r["runtime"]
+        ratio = f", {cpu[r['batch']] / r['ms_per_image']:.1f}x ORT CPU" if r["runtime"] != "ort" and r["batch"] in cpu else ""
+        rows.append((f"bench {r['model']} {label}, batch {r['batch']}: us/step ({r['ms_per_image']:.3g} ms/image{ratio})",
+                     r["us_per_step"], None, None))
+    return rows
 
 
 def _timed(fn) -> float:

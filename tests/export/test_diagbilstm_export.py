@@ -57,3 +57,17 @@ def test_parity_table_passes_every_budget(diag_bundle):
     assert checks["step vs full conditionals (ORT)"].max <= LOGP_BUDGET
     assert checks["samples under shared noise: ORT vs PyTorch step"].mean >= 0.9
     assert checks["samples under shared noise: ORT step vs naive oracle"].mean >= 0.9
+
+
+def test_emulated_device_loop_plan_equals_bundle_loop(diag_bundle):
+    """--runtime trt's device loop (a row graph that reads the step's ring cache), emulated on CPU."""
+    from tests.runtime.device_emulation import assert_device_plan_matches_bundle_loop
+
+    assert_device_plan_matches_bundle_loop(diag_bundle[1])
+
+
+def test_tensorrt_parser_check_finds_only_the_known_shape_of_uint8(diag_bundle):
+    """doctor: step and row graphs pass; the full graph reads the uint8 input's shape (see SHAPE_OF_UINT8_INPUT)."""
+    from tests.runtime.device_emulation import SHAPE_OF_UINT8_INPUT, assert_tensorrt_parser_check_passes
+
+    assert_tensorrt_parser_check_passes(diag_bundle[1], known=(SHAPE_OF_UINT8_INPUT,))

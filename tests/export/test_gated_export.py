@@ -129,3 +129,17 @@ def test_parity_report_with_labels_and_maps_is_within_budget(rgb_both):
                         log=lambda s: None)
     assert report.ok, report.table()
     assert any("step vs full" in r.check for r in report.rows)
+
+
+def test_emulated_device_loop_plan_equals_bundle_loop(pair):
+    """--runtime trt's device loop (ring-row + row states, context), emulated on CPU: bit-identical."""
+    from tests.runtime.device_emulation import assert_device_plan_matches_bundle_loop
+
+    model, bundle = pair
+    assert_device_plan_matches_bundle_loop(bundle, _data(model, bundle, 5, seed=6)[1])
+
+
+def test_every_graph_passes_the_tensorrt_parser_check(pair):
+    from tests.runtime.device_emulation import assert_tensorrt_parser_check_passes
+
+    assert_tensorrt_parser_check_passes(pair[1])

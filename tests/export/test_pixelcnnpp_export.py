@@ -45,6 +45,10 @@ def _check(model, result, x):
         assert np.abs(img.bits_per_dim(s.loglik) - sf.bits_per_dim).max() < BPD_BUDGET
     t = bundle_loop(TorchStepRunner(model, width=img.width), TorchRowRunner(model, width=img.width), bundle, noise)
     assert (t.images == s.images).mean() >= 0.9  # same noise, same samples (up to float ties)
+    from tests.runtime.device_emulation import assert_device_plan_matches_bundle_loop, assert_tensorrt_parser_check_passes
+
+    assert_device_plan_matches_bundle_loop(bundle)  # --runtime trt's device loop (strided rings too), on CPU
+    assert_tensorrt_parser_check_passes(bundle)
 
 
 def test_colour_bundle_matches_pytorch_everywhere(tmp_path):

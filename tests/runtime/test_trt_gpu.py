@@ -85,3 +85,43 @@ def test_ort_gpu_providers_match_cpu(runtime, grey_bundle):
         got, got_s = evaluate(full, bundle, x), step_loop(step, bundle.image, bundle.state, noise, batch_size=4)
     assert np.abs(got.bits_per_dim - want.bits_per_dim).max() <= BPD_BUDGET
     assert (got_s.images == want_s.images).mean() >= 0.9
+
+
+def _pixelcnnpp_bundle(tmp_path):
+    """PixelCNN++ 3x4x4, two resolutions: ring-row, strided-ring-row and row states."""
+    import torch
+
+    from pixelrt.export.bundle_writer import export_bundle
+    from pixelrt.models import PixelCNNPP, PixelCNNPPConfig
+    from pixelrt.runtime.bundle import ImageSpec
+
+    torch.manual_seed(0)
+    model = PixelCNNPP(PixelCNNPPConfig(channels=3, levels=16, filters=8, resnets=1, resolutions=2, mixtures=3,
+                                        dropout=0.0)).eval()
+    image = ImageSpec(3, 4, 4, 16)
+    x = np.random.default_rng(0).integers(0, 16, (3, *image.shape)).astype(np.uint8)
+    return export_bundle(model, image, x, tmp_path / "pp", log=lambda s: None).bundle
+
+
+@needs_trt
+def test_trt_device_loop_with_row_graph_and_strided_states(tmp_path, trt_backends):
+    """The per-row graph and the strided caches on the device: CUDA graphs on == off, samples vs ORT CPU,
+    teacher-forced log p within budget, summed sample log p == full log-likelihood."""
+    from pixelrt.runtime.backends import step_backends
+
+    bundle = _pixelcnnpp_bundle(tmp_path)
+    sched = bundle.step_schedule
+    noise = make_noise(6, bundle.image, 0, sched)
+    with step_backends("ort", bundle) as (cpu_step, cpu_row), OrtBackend(bundle.graph_path("full")) as cpu_full:
+        cpu = bundle_loop(cpu_step, cpu_row, bundle, noise, batch_size=4)
+        with trt_backends(bundle, "step") as step, trt_backends(bundle, "row") as row:
+            step.row_backend = row
+            dev = bundle_loop(step, None, bundle, noise, batch_size=4)
+            step.cuda_graph = False
+            plain = bundle_loop(step, None, bundle, noise, batch_size=4)
+            forced = bundle_loop(step, None, bundle, noise, force=cpu.images, batch_size=4)
+        full = evaluate(cpu_full, bundle, dev.images)
+    np.testing.assert_array_equal(dev.images, plain.images)
+    assert (dev.images == cpu.images).mean() >= 0.9
+    assert np.abs(forced.logp - cpu.logp).max() <= LOGP_BUDGET
+    assert np.abs(bundle.image.bits_per_dim(dev.loglik) - full.bits_per_dim).max() <= TRT_BPD_BUDGET

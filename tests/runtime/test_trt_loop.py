@@ -8,7 +8,8 @@ from pixelrt.errors import PixelrtError
 from pixelrt.runtime.bundle import ImageSpec, StateSpec, StepSchedule
 from pixelrt.runtime.ort_backend import OrtBackend
 from pixelrt.runtime.sampler import make_noise, step_loop
-from pixelrt.runtime.trt_loop import HostDevice, device_loop, plan_buffers, step_tables
+from pixelrt.runtime.trt_host import HostDevice
+from pixelrt.runtime.trt_loop import device_loop, plan_buffers, step_tables
 
 
 @pytest.mark.parametrize("which", ["grey_bundle", "rgb_bundle"])
@@ -69,11 +70,11 @@ def test_buffer_plan_ping_pongs_replace_states_and_never_aliases():
         plan.check()
 
 
-def test_row_states_raise_a_clear_error():
+def test_row_states_without_the_row_graph_raise_a_clear_error():
     row = StateSpec("rev", ("batch", 4, 2), "float32", "zeros", "row", "rev_out")
     ins, outs = _io([])
     ins["rev"] = (np.float32, row.shape)
-    with pytest.raises(PixelrtError, match="row.*--runtime ort"):
+    with pytest.raises(PixelrtError, match="per-row graph 'row'.*needs that graph's engine"):
         plan_buffers(ins, outs, [row], 2, StepSchedule(3, row_graph="row"), ImageSpec(3, 2, 2, 4))
 
 
@@ -166,7 +167,7 @@ def test_loop_kernels_compile_with_nvrtc(arch):
         from cuda.bindings import nvrtc
     except ImportError:
         pytest.skip("needs cuda-python with NVRTC (pip install pixelrt[gpu]); not installed here")
-    from pixelrt.runtime.trt_loop import KERNELS
+    from pixelrt.runtime.trt_kernels import KERNEL_NAMES, KERNELS
 
     err, prog = nvrtc.nvrtcCreateProgram(KERNELS.encode(), b"loop.cu", 0, [], [])
     opts = [f"--gpu-architecture={arch}".encode(), b"-default-device"]
@@ -175,4 +176,22 @@ def test_loop_kernels_compile_with_nvrtc(arch):
     ptx = b" " * size
     nvrtc.nvrtcGetPTX(prog, ptx)
     entries = [line.split()[-1].rstrip("(") for line in ptx.decode().splitlines() if ".entry" in line]
-    assert entries == ["pre_step", "commit_ring", "post_step", "advance"]
+    assert entries == KERNEL_NAMES
+
+
+@pytest.mark.parametrize("which", ["grey_bundle", "rgb_bundle"])
+def test_memory_estimate_equals_the_device_plan(which, request):
+    from tests.runtime.device_emulation import assert_memory_estimate_covers_the_plan
+
+    _, bundle = request.getfixturevalue(which)
+    with OrtBackend(bundle.graph_path("step")) as step:
+        assert_memory_estimate_covers_the_plan(bundle, HostDevice(step))
+
+
+def test_a_context_input_no_graph_reads_is_not_uploaded():
+    image, sched = ImageSpec(3, 2, 2, 5), StepSchedule(3, context=("label", "unused"))
+    ctx = {"label": np.array([4, 1], dtype=np.int64), "unused": np.zeros((2, 3), dtype=np.float32)}
+    noise = make_noise(2, image, 0, sched)
+    got = device_loop(HostDevice(LabelGraph()), image, [], noise, schedule=sched, context=ctx)
+    want = step_loop(LabelGraph(), image, [], noise, schedule=sched, context=ctx)
+    np.testing.assert_array_equal(got.images, want.images)

@@ -92,3 +92,11 @@ def test_unreadable_graph_is_one_clear_error(tmp_path):
     p.write_bytes(np.arange(10, dtype=np.uint8).tobytes())
     with pytest.raises(PixelrtError, match="not a readable ONNX graph"):
         check_graph(p)
+
+
+@pytest.mark.parametrize("which", ["vae_grey_bundle", "vae_rgb_bundle"])
+def test_vae_bundles_pass(which, request):
+    """The VAE's encoder and decoder graphs (the families with a per-row graph are checked in their export tests)."""
+    from tests.runtime.device_emulation import assert_tensorrt_parser_check_passes
+
+    assert_tensorrt_parser_check_passes(request.getfixturevalue(which)[1])
