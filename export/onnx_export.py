@@ -59,6 +59,35 @@ def _export(module: nn.Module, args: tuple, path: Path, input_names, output_name
         torch.onnx.export(module, args, str(path), input_names=input_names, output_names=output_names,
                           dynamic_shapes=dynamic_shapes, dynamo=True, opset_version=OPSET,
                           optimize=True, verbose=False, external_data=False)
+    _cast_uint8_before_shape(path)
+
+
+def _cast_uint8_before_shape(path: Path) -> None:
+    """Feed every ``Shape`` of a uint8 graph input through ``Cast(to=FLOAT)``.
+
+    The exporter takes a dynamic batch size from whichever input carries it, sometimes the uint8 image
+    itself, and TensorRT's Shape layer takes no UINT8 (onnx-tensorrt operator matrix; `pixelrt doctor`
+    flags it). The cast is the one the graph already applies to the image, so ONNX Runtime's
+    common-subexpression elimination merges the two; the values and shapes are unchanged.
+    """
+    import onnx
+
+    model = onnx.load(str(path))
+    g = model.graph
+    uint8 = {i.name for i in g.input if i.type.tensor_type.elem_type == onnx.TensorProto.UINT8}
+    nodes, changed = [], False
+    for node in g.node:
+        if node.op_type == "Shape" and node.input[0] in uint8:
+            cast = f"{node.input[0]}_float_for_{node.name or 'shape'}"
+            nodes.append(onnx.helper.make_node("Cast", [node.input[0]], [cast], name=cast, to=onnx.TensorProto.FLOAT))
+            node.input[0] = cast
+            changed = True
+        nodes.append(node)
+    if changed:
+        del g.node[:]
+        g.node.extend(nodes)
+        onnx.checker.check_model(model)
+        onnx.save(model, str(path))
 
 
 def export_full(model: nn.Module, shape: tuple[int, int, int], path: Path) -> None:

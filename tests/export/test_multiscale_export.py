@@ -142,3 +142,12 @@ def test_malformed_stages_block_is_a_bundle_error(exported, tmp_path):
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="cond"):
         load_bundle(copy)
+
+
+def test_tensorrt_parser_check_passes_on_every_part(exported):
+    """doctor on the cond graph and both stages' graphs: nothing TensorRT's ONNX parser would refuse."""
+    from tests.runtime.device_emulation import assert_tensorrt_parser_check_passes
+
+    ms = open_multiscale(exported[1])
+    for part in (ms.top, ms.stage1, ms.stage2):
+        assert_tensorrt_parser_check_passes(part)

@@ -118,3 +118,12 @@ def test_bad_inputs_name_the_problem(pixelvae_bundle, vae_grey_bundle, tmp_path)
     (root / "manifest.json").write_text(json.dumps(doc))
     with pytest.raises(BundleError, match="context does not match"):
         open_pixelvae(root)
+
+
+def test_tensorrt_parser_check_passes_on_every_part(pixelvae_bundle):
+    """doctor on encoder / features and on the conditioned PixelCNN's full, step and row graphs."""
+    from tests.runtime.device_emulation import assert_tensorrt_parser_check_passes
+
+    pv = open_pixelvae(pixelvae_bundle[1])
+    for part in (pv.top, pv.pixelcnn):
+        assert_tensorrt_parser_check_passes(part)

@@ -79,13 +79,6 @@ def assert_memory_estimate_covers_the_plan(bundle, device) -> None:
     assert set(est.weights) == set(bundle.graphs) and all(est.weights[g] > 0 for g in bundle.graphs)
 
 
-# Known doctor findings in exported bundles, exactly (a fix in the exporter makes the test fail until the
-# entry is removed). The PixelRNN full graphs take the uint8 image and read its batch size with Shape
-# before casting; TensorRT's Shape takes no UINT8 (onnx-tensorrt operator matrix). Fix in the exporter:
-# cast `x` first (or take the batch from the float tensor), then `pixelrt doctor` passes.
-SHAPE_OF_UINT8_INPUT = ("full", "error", "dtype", "Shape")
-
-
 def assert_tensorrt_parser_check_passes(bundle, known: tuple = ()) -> None:
     """`pixelrt doctor --target tensorrt` finds nothing in any of the bundle's graphs (row graph included),
     apart from exactly the ``known`` findings, (graph, severity, kind, op) each."""
