@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from pixelrt.errors import PixelrtError
-from pixelrt.models import logistic_mixture as logistic
+from pixelrt.models import logistic
 from pixelrt.models.pixelcnnpp import PixelCNNPP, PixelCNNPPConfig
 from pixelrt.runtime.bundle import ImageSpec
 

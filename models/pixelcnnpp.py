@@ -14,7 +14,7 @@ Reads top-down: shifted convolutions, the gated resnet block, the model.
         encoder outputs of the same resolution as short-cuts:
         u  <- gres(u,  u_skip)
         ul <- gres(ul, [u, ul_skip])
-    params = 1x1 conv(elu(ul)) -> discretized logistic mixture (models/logistic_mixture.py)
+    params = 1x1 conv(elu(ul)) -> discretized logistic mixture (models/logistic.py)
 
 gres(x, a) = x + A * sigmoid(B), [A, B] = conv(dropout(concat_elu(conv(concat_elu(x)) + nin(concat_elu(a))))).
 Weight normalisation of the reference is left out (it is a training aid; the graphs are the same).
@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pixelrt.models import logistic_mixture as logistic
+from pixelrt.models import logistic
 
 
 def concat_elu(x: torch.Tensor, dim: int = 1) -> torch.Tensor:

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pixelrt.models import logistic_mixture as logistic
+from pixelrt.models import logistic
 from pixelrt.models.pixelcnnpp import GatedResnet, PixelCNNPP, block_counts, concat_elu
 
 

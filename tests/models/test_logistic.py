@@ -1,12 +1,14 @@
-"""The one-component discretized logistic: a distribution over the levels, its edges, its small-probability
-branch, and an exact sampler."""
+"""The discretized logistic (models/logistic.py): the one bin log-prob against a float64 reference over all
+levels and far tails, its edges and series switch, huge scales, and the single-component sampler (VAE).
+The mixture built on the same bin log-prob is tested in test_logistic_mixture.py."""
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from pixelrt.models.logistic import LOG_SCALE_MIN, discretized_logistic_logp, discretized_logistic_sample
+from pixelrt.models.logistic import (LOG_SCALE_MIN, SERIES_BELOW, discretized_logistic_logp,
+                                     discretized_logistic_sample, log1m_exp_bin, normalize)
 
 
 def _all_levels(levels, mean, log_scale):
@@ -16,37 +18,55 @@ def _all_levels(levels, mean, log_scale):
     return discretized_logistic_logp(k, mean.expand(levels, n), log_scale.expand(levels, n), levels)
 
 
-def _exact(levels, mean, log_scale):
-    """float64 reference: the logistic's mass over each bin (edges to +-inf), as a difference of
-    CDFs below the location and of survival functions above it, so that neither cancels."""
-    k = np.arange(levels)[:, None]
-    x = k * (2.0 / (levels - 1)) - 1.0
-    s = np.exp(np.maximum(log_scale.double().numpy(), LOG_SCALE_MIN))[None]
-    m = mean.double().numpy()[None]
+def _log_sigmoid(v):
+    return -np.logaddexp(0.0, -v)
+
+
+def log_mass64(levels, v, mean, log_scale):
+    """float64 reference log P(level v), broadcast over v (int), mean and log_scale (floored here).
+
+    A different formulation from the code's: the log of a difference of log-CDFs below the location and
+    of log-survivals above it (log(-expm1(.)) keeps it accurate however small the bin or its mass), so
+    far tails (log P in the thousands) are compared too. Bin centres are the model's float32 values:
+    their rounding (up to 6e-8) times 1/s (up to e^7) would be ~1e-4 nats of input, not of arithmetic.
+    """
+    v = np.asarray(v)
+    x = normalize(torch.from_numpy(v), levels).double().numpy()
+    s = np.exp(np.maximum(np.asarray(log_scale, dtype=np.float64), LOG_SCALE_MIN))
     h = 1.0 / (levels - 1)
-    sig = lambda v: 1.0 / (1.0 + np.exp(-v))  # noqa: E731
-    a, b = (x + h - m) / s, (x - h - m) / s
-    a = np.where(k == levels - 1, np.inf, a)
-    b = np.where(k == 0, -np.inf, b)
-    with np.errstate(over="ignore"):  # exp overflow is sigmoid -> 0, as meant
-        return np.where(x > m, sig(-b) - sig(-a), sig(a) - sig(b))
+    m = np.asarray(mean, dtype=np.float64)
+    a = np.where(v == levels - 1, np.inf, (x + h - m) / s)
+    b = np.where(v == 0, -np.inf, (x - h - m) / s)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        above = _log_sigmoid(-b) + np.log(-np.expm1(_log_sigmoid(-a) - _log_sigmoid(-b)))
+        below = _log_sigmoid(a) + np.log(-np.expm1(_log_sigmoid(b) - _log_sigmoid(a)))
+    return np.where(x > m, above, below)
+
+
+def within_budget(logp, ref):
+    """|err| <= 1e-5 + 2e-6 |log p|: float32 arguments (x - mean) / s carry ~1e-7 relative rounding, so the
+    budget grows with |log p| in the far tails. The reference's form (sigmoid(a) - sigmoid(b) with a
+    density-at-centre branch below 1e-5) misses this by 1e-3 nats at P ~ 1e-4 and by 64 nats far out."""
+    err = np.abs(np.asarray(logp, dtype=np.float64) - ref)
+    return err <= 1e-5 + 2e-6 * np.abs(ref), err
 
 
 @pytest.mark.parametrize("levels", [2, 17, 256])
-def test_probabilities_sum_to_one_and_match_the_exact_mass(levels):
-    g = torch.Generator().manual_seed(levels)
-    mean = torch.rand(1, 200, generator=g) * 3.0 - 1.5
-    log_scale = torch.rand(1, 200, generator=g) * 5 - 5.5  # scales from 0.004 to 0.6
+def test_every_level_matches_the_float64_mass_far_tails_included(levels):
+    mean, log_scale = np.meshgrid(np.linspace(-1.6, 1.6, 33, dtype=np.float32),
+                                  np.linspace(-8.0, 3.0, 23, dtype=np.float32))  # -8 is below the floor
+    mean, log_scale = torch.from_numpy(mean.reshape(1, -1)), torch.from_numpy(log_scale.reshape(1, -1))
     logp = _all_levels(levels, mean, log_scale)
-    assert np.abs(logp.double().exp().numpy().sum(0) - 1.0).max() < 1e-5
-    exact = _exact(levels, mean[0], log_scale[0])
-    seen = exact > 1e-300  # every bin float64 can represent, tails included
-    err = np.abs(logp.numpy()[seen] - np.log(exact[seen]))
-    # the project's 1e-4 nats per sub-pixel; float32 arguments (x - mean) / s carry ~1e-7 relative rounding,
-    # so far in the tails (|log p| in the hundreds) the budget grows with |log p|. Subtracting sigmoids
-    # (PixelCNN++) misses this by ~1e-3 nats at P ~ 1e-4.
-    assert (err <= 1e-4 + 1e-6 * np.abs(np.log(exact[seen]))).all(), err.max()
-    assert (exact[seen] < 1e-6).sum() > 50 and seen.sum() > 0.9 * exact.size  # far tails were compared
+    # float32 bin centres move each edge by up to 6e-8: bins overlap or gap by that times the density, at most
+    # 1/(4s) near the location (3e-5 at the floor s = e^-7); wide bins sum to one within 1e-5
+    s = np.exp(np.maximum(log_scale.numpy()[0], LOG_SCALE_MIN))
+    assert (np.abs(logp.double().exp().numpy().sum(0) - 1.0) < 1e-5 + 1.2e-7 / (4 * s)).all()
+    ref = log_mass64(levels, np.arange(levels)[:, None], mean.numpy(), log_scale.numpy())
+    assert np.isfinite(ref).all()
+    ok, err = within_budget(logp.numpy(), ref)
+    assert ok.all(), (err.max(), ref[~ok][:5])
+    if levels > 2:
+        assert (ref < -100).sum() > 500 and ref.min() < -1000  # far tails were compared
 
 
 def test_edge_bins_take_the_tails():
@@ -60,11 +80,39 @@ def test_far_tails_have_finite_log_probs_and_gradients():
     log_scale = torch.tensor([-6.0, -5.0, -9.0, -2.4], requires_grad=True)  # -9 is clamped at LOG_SCALE_MIN
     x = torch.tensor([3, 12, 5, 2])  # interior levels, many scales away from the location
     logp = discretized_logistic_logp(x, mean, log_scale, 17)
-    exact = _exact(17, mean.detach(), log_scale.detach())[x.numpy(), np.arange(4)]
+    ref = log_mass64(17, x.numpy(), mean.detach().numpy(), log_scale.detach().numpy())
     assert torch.isfinite(logp).all() and (logp < -9).all()
-    assert np.allclose(logp.detach().numpy(), np.log(exact), rtol=1e-6, atol=1e-4)
+    assert within_budget(logp.detach().numpy(), ref)[0].all()
     logp.sum().backward()
     assert torch.isfinite(mean.grad).all() and torch.isfinite(log_scale.grad).all()
+
+
+@pytest.mark.parametrize("levels", [2, 17, 256])
+def test_huge_scales_keep_a_finite_exact_log_prob(levels):
+    """s = e^50 .. e^1e4: 2/((L-1) s) underflows in float32, log d = log(2/(L-1)) - log s does not;
+    every bin then holds the logistic's peak density 1/(4 s) times its width."""
+    log_scale = torch.tensor([50.0, 1e3, 1e4], requires_grad=True)
+    mean = torch.zeros(3, requires_grad=True)
+    v = torch.full((3,), levels // 2 if levels > 2 else 1)
+    logp = discretized_logistic_logp(v, mean, log_scale, levels)
+    if levels > 2:
+        expected = math.log(2.0 / (levels - 1)) - log_scale.detach().double() - math.log(4.0)
+        assert torch.allclose(logp.double(), expected, rtol=1e-6)
+    else:
+        assert torch.allclose(logp, torch.full((3,), -math.log(2.0)))  # two half-lines
+    logp.sum().backward()
+    assert torch.isfinite(mean.grad).all() and torch.isfinite(log_scale.grad).all()
+
+
+@pytest.mark.parametrize("levels", [2, 17, 256])
+def test_series_switch_is_continuous(levels):
+    """log(1 - exp(-d)) by series below d = 0.1 and directly above: both sides within 1e-6 of float64, so a
+    runtime that rounds d to the other side of the switch changes nothing measurable."""
+    at = math.log(2.0 / (levels - 1)) - math.log(SERIES_BELOW)  # the log-scale where d = 0.1
+    log_scale = torch.tensor(at + np.linspace(-1e-5, 1e-5, 201), dtype=torch.float32)
+    d = np.exp(math.log(2.0 / (levels - 1)) - log_scale.double().numpy())
+    assert (d < SERIES_BELOW).any() and (d >= SERIES_BELOW).any()
+    assert np.abs(log1m_exp_bin(log_scale, levels).double().numpy() - np.log(-np.expm1(-d))).max() < 1e-6
 
 
 @pytest.mark.parametrize("channels", [1, 3])
