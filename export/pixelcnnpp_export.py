@@ -20,7 +20,7 @@ from pixelrt.export.bundle_writer import REFERENCE, ExportResult, _manifest
 from pixelrt.export.onnx_export import TRACE_BATCH, _export, export_full
 from pixelrt.export.spec import BATCH, full_io, step_io, step_schedule
 from pixelrt.export.validate import BPD_BUDGET, ExportCheck, LOGP_BUDGET, check_reference_images
-from pixelrt.models.pixelcnnpp_step import tracing_for_export
+from pixelrt.models.pixelcnnpp_row import tracing_for_export
 from pixelrt.runtime.bundle import Bundle, ImageSpec, load_bundle, write_manifest
 from pixelrt.runtime.ort_backend import OrtBackend
 

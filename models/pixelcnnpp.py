@@ -210,7 +210,7 @@ class PixelCNNPP(nn.Module):
         return PixelCNNPPStep(self, width)
 
     def row_stepper(self, width: int):
-        from pixelrt.models.pixelcnnpp_step import PixelCNNPPRow
+        from pixelrt.models.pixelcnnpp_row import PixelCNNPPRow
 
         return PixelCNNPPRow(self, width)
 
