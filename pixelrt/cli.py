@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from pixelrt.cli_common import _add_data_args, _add_runtime_arg, _split_data
+from pixelrt.cli_common import _add_data_args, _add_runtime_arg, _add_trt_options, _split_data, apply_runtime_options
 from pixelrt.cli_model import cmd_bench, cmd_calibrate, cmd_demo, cmd_export, cmd_parity, cmd_train
 from pixelrt.errors import ParityError, PixelrtError
 
@@ -208,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time step-loop sampling on GPU runtimes instead (trt, ort-cuda, ort-cuda-graph, ort-trt; "
                         "comma-separated) next to ORT CPU in the same run: us per step and ms per image for ref28 "
                         "or gated28. Needs a CUDA GPU; without one it exits with one error line (docs/gpu.md)")
+    _add_trt_options(p)
     p.set_defaults(func=cmd_bench)
 
     from pixelrt.gpu_cli import add_commands as add_gpu_commands
@@ -368,6 +369,7 @@ def cmd_info(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        apply_runtime_options(args)
         return args.func(args)
     except ParityError as e:
         print(f"pixelrt {args.command}: {e}", file=sys.stderr)

@@ -25,6 +25,30 @@ def _add_runtime_arg(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--runtime", default="ort", choices=list(RUNTIMES),
                    help="; ".join(f"{k}: {v}" for k, v in RUNTIMES.items()) + " (default: %(default)s)")
+    _add_trt_options(p)
+
+
+def _add_trt_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trt-profile", default=None, metavar="NAME",
+                   help="--runtime trt: engine build profile (server, jetson-orin-nano, jetson-agx-orin; default: "
+                        "$PIXELRT_TRT_PROFILE or server; see `pixelrt build-engine --help`)")
+    p.add_argument("--no-tf32", action="store_true",
+                   help="--runtime trt: build FP32 layers without TF32 (for parity runs; same as PIXELRT_TRT_TF32=0)")
+
+
+def apply_runtime_options(args) -> None:
+    """--trt-profile / --no-tf32 into the environment the TensorRT backend reads (runtime/backends.py), so one
+    setting reaches every engine a command builds; checked here so a typo fails before any work."""
+    import os
+
+    profile = getattr(args, "trt_profile", None)
+    if profile is not None:
+        from pixelrt.runtime.trt_profiles import get_profile
+
+        get_profile(profile)
+        os.environ["PIXELRT_TRT_PROFILE"] = profile
+    if getattr(args, "no_tf32", False):
+        os.environ["PIXELRT_TRT_TF32"] = "0"
 
 
 def _split_data(args, recorded: dict | str | None = None):

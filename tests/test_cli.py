@@ -129,3 +129,20 @@ def test_parity_receptive_field_measures_the_blind_spot(trained, capsys):
     assert "." in out.split("inputs read by output pixel")[1]  # the map shows blind-spot pixels
     assert main(["parity", str(trained), "--receptive-field", "4by5"]) == 2
     assert "takes HxW" in capsys.readouterr().err
+
+
+def test_trt_options_reach_the_backend_environment(monkeypatch, capsys):
+    """--trt-profile / --no-tf32 set what runtime/backends.py reads for --runtime trt; a bad profile fails first."""
+    import os
+
+    from pixelrt.cli import build_parser
+    from pixelrt.cli_common import apply_runtime_options
+
+    monkeypatch.setenv("PIXELRT_TRT_TF32", "1")  # restored after the test
+    monkeypatch.setenv("PIXELRT_TRT_PROFILE", "server")
+    for cmd in (["sample", "b"], ["eval", "b"], ["bench"]):
+        args = build_parser().parse_args([*cmd, "--no-tf32", "--trt-profile", "jetson-agx-orin"])
+        apply_runtime_options(args)
+        assert os.environ["PIXELRT_TRT_TF32"] == "0" and os.environ["PIXELRT_TRT_PROFILE"] == "jetson-agx-orin"
+    assert main(["sample", "missing-bundle", "--runtime", "trt", "--trt-profile", "jetson-nope"]) == 2
+    assert "unknown build profile 'jetson-nope'" in capsys.readouterr().err
