@@ -65,6 +65,11 @@ def _check_inputs(bundle: Bundle, precision: str, method: str, calib_x: np.ndarr
     if bundle.precision != "fp32":
         raise BundleError(f"{bundle.root} is already a {bundle.precision} bundle; calibrate the FP32 bundle "
                           "that `pixelrt export` wrote")
+    if bundle.kind != "autoregressive":
+        raise BundleError(f"{bundle.root} is a {bundle.kind} bundle ({bundle.family}); `pixelrt calibrate` writes "
+                          "FP16 / INT8 copies of single autoregressive bundles (full + step graphs) only. Calibrate "
+                          "an exported pixelcnn, gated, pixelcnnpp, rowlstm or diagbilstm bundle; for this one, "
+                          "`pixelrt build-engine` builds FP32 engines")
     missing = [g for g in NEEDED_GRAPHS if g not in bundle.graphs]
     if missing:
         raise BundleError(f"bundle {bundle.root} has no {' or '.join(repr(g) for g in missing)} graph (it has: "

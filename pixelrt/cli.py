@@ -330,7 +330,7 @@ def cmd_interpolate(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from pixelrt.runtime.bundle import load_bundle
+    from pixelrt.runtime.bundle import load_bundle, sub_bundles
 
     b = load_bundle(args.bundle)
     m = b.manifest
@@ -347,17 +347,13 @@ def cmd_info(args) -> int:
     if b.kind == "vae":
         print(f"  kind vae: latent {m['latent']['size']}, {m['latent']['prior']} prior, {m['latent']['posterior']} "
               "posterior; reference bits/dim below are the ELBO's")
-    parts = [(b, "")]
-    if b.kind == "pixelvae":  # the conditioned PixelCNN's graphs and state (its files are in the top manifest)
-        from pixelrt.runtime.pixelvae import open_pixelvae
-
-        parts.append((open_pixelvae(b).pixelcnn, m["decoder"]["dir"] + "/"))
+    parts = [(b, "")] + [(sub, d + "/") for d, sub in sub_bundles(b)]  # multi-scale stages, PixelVAE's PixelCNN
     for part, prefix in parts:
         for name, g in part.graphs.items():
             meta = m["files"][prefix + g.file]
             print(f"  {name:5s} {prefix + g.file:10s} {meta['bytes'] / 1024:8.1f} KiB  sha256 {meta['sha256'][:12]}  "
                   f"inputs {', '.join(g.input_names())}")
-    states = parts[-1][0].state
+    states = [s for part, _ in parts for s in part.state]
     state_bytes = sum(int(np.prod(s.shape[1:])) * np.dtype(s.dtype).itemsize for s in states)
     kinds = sorted({s.update for s in states})
     print(f"  state: {len(states)} {'/'.join(kinds) or 'ring-row'} state tensors, {state_bytes / 1024:.1f} KiB per image")

@@ -10,6 +10,7 @@ import argparse
 import importlib.metadata
 import importlib.util
 
+from pixelrt.errors import PixelrtError
 
 TARGETS = ("tensorrt",)
 
@@ -86,18 +87,24 @@ def _profile(args):
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from pixelrt.runtime.bundle import load_bundle
+    from pixelrt.runtime.bundle import load_bundle, sub_bundles
     from pixelrt.runtime.trt_profiles import estimate_memory, precision_advice
     from pixelrt.runtime.trt_support import check_bundle, format_checks
 
     bundle = load_bundle(args.bundle)
-    checks = check_bundle(bundle)
+    parts = [("", bundle)] + [(d + "/", b) for d, b in sub_bundles(bundle)]  # composite bundles: every part
+    checks = []
+    for prefix, part in parts:
+        for c in check_bundle(part):
+            c.graph, c.file = prefix + c.graph, prefix + c.file
+            checks.append(c)
     print(format_checks(checks))
     print("environment:")
     for name, status in environment():
         print(f"  {name:16s} {status}")
     profile = _profile(args)
-    print(estimate_memory(bundle, profile).table(profile.name))
+    for prefix, part in parts:
+        print(estimate_memory(part, profile).table(profile.name + (f", {prefix[:-1]}/" if prefix else "")))
     advice = precision_advice(profile, bundle.precision)
     if advice:
         print(f"note: {advice}")
@@ -110,15 +117,23 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_build_engine(args: argparse.Namespace) -> int:
-    from pixelrt.runtime.bundle import load_bundle
+    from pixelrt.runtime.bundle import load_bundle, sub_bundles
     from pixelrt.runtime.trt_profiles import estimate_memory, precision_advice
 
     bundle = load_bundle(args.bundle)
     profile = _profile(args)
-    graphs = list(bundle.graphs) if args.graphs is None else [g.strip() for g in args.graphs.split(",") if g.strip()]
+    parts = {"": bundle, **{d + "/": b for d, b in sub_bundles(bundle)}}  # composite bundles: every part
+    every = [prefix + g for prefix, part in parts.items() for g in part.graphs]
+    graphs = every if args.graphs is None else [g.strip() for g in args.graphs.split(",") if g.strip()]
+    targets = []
     for g in graphs:
-        bundle.graph_path(g)  # BundleError names the graphs the bundle has
-    print(estimate_memory(bundle, profile).table(profile.name))
+        prefix, _, name = g.rpartition("/")
+        part = parts.get(prefix + "/" if prefix else "")
+        if part is None or name not in part.graphs:
+            raise PixelrtError(f"--graphs: {bundle.root} has no graph {g!r}; it has: {', '.join(every)}")
+        targets.append((g, part, name))
+    for prefix, part in parts.items():
+        print(estimate_memory(part, profile).table(profile.name + (f", {prefix[:-1]}/" if prefix else "")))
     advice = precision_advice(profile, bundle.precision)
     if advice:
         print(f"note: {advice}")
@@ -132,12 +147,9 @@ def cmd_build_engine(args: argparse.Namespace) -> int:
     device = current_device()
     cache = EngineCache(device, args.cache)
     print(f"building for {device.gpu} (sm {device.compute_capability}), TensorRT {device.tensorrt}, cache {cache.root}")
-    for g in graphs:
+    for label, part, g in targets:
         options = profile.options(g)
-        data = cache.get_or_build(bundle.graph_path(g), options, lambda p, o: build_serialized(p, o, {}))
-        print(f"  {g}: {len(data) / 2**20:.1f} MiB engine, batch {options['batch'][0]}..{options['batch'][2]}, "
+        data = cache.get_or_build(part.graph_path(g), options, lambda p, o: build_serialized(p, o, {}))
+        print(f"  {label}: {len(data) / 2**20:.1f} MiB engine, batch {options['batch'][0]}..{options['batch'][2]}, "
               f"DLA {options['dla_core'] if options['dla_core'] is not None else 'off'}, TF32 {'on' if options['tf32'] else 'off'}")
     return 0
-
-
-

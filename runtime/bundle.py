@@ -302,6 +302,23 @@ def load_bundle(path: str | os.PathLike, verify: bool = True) -> Bundle:
     return Bundle(root, manifest, image, graphs, state)
 
 
+def sub_bundles(bundle: Bundle) -> list[tuple[str, Bundle]]:
+    """The bundles a composite bundle holds, as (folder, Bundle): a multi-scale bundle's two stages, a
+    PixelVAE's conditioned PixelCNN; [] for the others. Their files are covered by the top manifest's
+    sha256s, so they load without a second check."""
+    m = bundle.manifest
+    try:
+        if bundle.kind == "multiscale":
+            dirs = [m["stages"][k]["dir"] for k in ("stage1", "stage2")]
+        elif bundle.kind == "pixelvae":
+            dirs = [m["decoder"]["dir"]]
+        else:
+            dirs = []
+    except (KeyError, TypeError) as e:
+        raise BundleError(f"{bundle.root / MANIFEST} is missing or has a malformed entry {e}; {REEXPORT}") from None
+    return [(d, load_bundle(bundle.root / d, verify=False)) for d in dirs]
+
+
 def write_manifest(root: Path, manifest: dict) -> None:
     """Fill ``files`` with the sha256 and size of every listed file, then write manifest.json."""
     for name, meta in manifest["files"].items():

@@ -65,6 +65,14 @@ def test_bundle_without_step_graph(grey_bundle, tmp_path):
     _nothing_written(out)
 
 
+def test_latent_variable_bundles_are_refused_by_kind(vae_grey_bundle, pixelvae_bundle, tmp_path):
+    for _, b in (vae_grey_bundle, pixelvae_bundle):
+        out = tmp_path / b.kind
+        with pytest.raises(BundleError, match=f"is a {b.kind} bundle .*single autoregressive bundles"):
+            calibrate_bundle(b.root, out, "fp16", b.reference()["x"], log=lambda s: None)
+        _nothing_written(out)
+
+
 def test_reduced_bundle_cannot_be_calibrated_again(grey_fp16, tmp_path):
     _, b, res = grey_fp16
     out = tmp_path / "again"

@@ -127,3 +127,18 @@ def test_tensorrt_parser_check_passes_on_every_part(pixelvae_bundle):
     pv = open_pixelvae(pixelvae_bundle[1])
     for part in (pv.top, pv.pixelcnn):
         assert_tensorrt_parser_check_passes(part)
+
+
+def test_doctor_and_build_engine_cover_the_decoder_sub_bundle(pixelvae_bundle, capsys):
+    """The GPU commands see every part of a composite bundle: pixelcnn/'s graphs are checked and buildable."""
+    from pixelrt.cli import main
+
+    root = str(pixelvae_bundle[1].root)
+    assert main(["doctor", root]) == 0
+    out = capsys.readouterr().out
+    assert "all 5 graphs pass" in out and "pixelcnn/row.onnx" in out and "server, pixelcnn/" in out
+    assert main(["build-engine", root, "--graphs", "pixelcnn/nope"]) == 2
+    assert "it has: encoder, features, pixelcnn/full, pixelcnn/step, pixelcnn/row" in capsys.readouterr().err
+    assert main(["build-engine", root, "--graphs", "pixelcnn/step"]) == 2  # valid graph; no TensorRT here
+    captured = capsys.readouterr()
+    assert "engines to build: pixelcnn/step" in captured.out and "TensorRT" in captured.err

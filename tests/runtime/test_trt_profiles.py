@@ -73,7 +73,7 @@ def test_gpu_commands_without_a_gpu_name_what_is_missing(grey_bundle, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "pixelrt[gpu]" in err[0], (runtime, err)
     assert main(["build-engine", str(bundle.root), "--graphs", "decoder"]) == 2
-    assert "no 'decoder' graph" in capsys.readouterr().err
+    assert "no graph 'decoder'; it has: full, step" in capsys.readouterr().err
 
 
 def test_parity_takes_the_runtime_and_fails_clearly_without_it(grey_bundle):
