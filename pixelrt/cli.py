@@ -185,9 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "blocks, random weights. Reports ms per image, FLOPs per pixel and the fraction "
                                    "of this CPU's matmul peak measured in the same run.")
     p.add_argument("--json", default=None, help="write one record per measurement to this file")
-    p.add_argument("--model", default="ref28", choices=["ref28", "vae28", "rowlstm", "diagbilstm", "gated28", "pp32", "multiscale"],
+    p.add_argument("--model", default="ref28", choices=["ref28", "vae28", "pvae28", "rowlstm", "diagbilstm", "gated28", "pp32", "multiscale"],
                    help="ref28: the PixelCNN sampling benchmark; vae28: VAE decoder images/s, ORT vs PyTorch "
-                        "(1x28x28, 256 levels, latent 16, random weights); rowlstm / diagbilstm: naive vs cached "
+                        "(1x28x28, 256 levels, latent 16, random weights); pvae28: PixelVAE sampling z -> image (same "
+                        "image and latent, features graph + conditioned Gated PixelCNN), naive vs cached; rowlstm / diagbilstm: naive vs cached "
                         "sampling of a PixelRNN at its default widths on 1x16x16, 256 levels; gated28: Gated "
                         "PixelCNN 1x28x28, 256 levels, F=32, 8 layers, head 64, random weights, naive vs cached "
                         "with its per-row graph; pp32: PixelCNN++ 3x32x32, 64 filters, 2 blocks per stage, "

@@ -224,6 +224,11 @@ def cmd_bench(args) -> int:
         run_vae_bench(batches, json_path=args.json, threads=args.threads)
         return 0
     batches = [int(b) for b in (args.batches or "1,64").split(",") if b.strip()]
+    if args.model == "pvae28":  # export/bench_pixelvae.py
+        from pixelrt.export.bench_pixelvae import run_pixelvae_bench
+
+        run_pixelvae_bench(batches, naive_rows=args.naive_rows, threads=args.threads)
+        return 0
     if args.model == "multiscale":  # export/bench_multiscale.py
         from pixelrt.export.bench_multiscale import run_ms_bench
 

@@ -75,7 +75,8 @@ def pv_export(args, model, meta, test_x: np.ndarray, record: dict) -> int:
           "(full, step, row graphs), manifest.json")
     print(f"validated ORT vs PyTorch on {c.images} images x {c.samples} samples: |d ELBO| {c.max_delta_elbo:.1e}, "
           f"|d IWAE| {c.max_delta_iwae:.1e} nats; encoder |d mu| {c.encoder_max_dmu:.1e}; features |d| "
-          f"{c.features_max_dcond:.1e}; teacher-forced step loop vs full log p(x|z) {c.step_vs_full_max_dlogp:.1e} nats")
+          f"{c.features_max_dcond:.1e}; teacher-forced step loop vs full graph |d log p| {c.step_vs_full_max_dlogp:.1e} "
+          f"nats, |d bits/dim| {c.step_vs_full_max_dbpd:.1e}")
     return 0
 
 

@@ -28,6 +28,7 @@ def test_manifest_and_layout(pixelvae_bundle):
     assert pv.pixelcnn.context == (CONTEXT,) and pv.pixelcnn.family == "gated"
     v = m["validation"]
     assert max(v["max_delta_elbo"], v["max_delta_iwae"], v["step_vs_full_max_dlogp"]) <= BOUND_BUDGET
+    assert v["step_vs_full_max_dbpd"] <= 1e-5
 
 
 def test_a_changed_decoder_file_is_refused(pixelvae_bundle, tmp_path):
