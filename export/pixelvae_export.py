@@ -99,10 +99,10 @@ def export_pixelvae_bundle(model: PixelVAE, image: ImageSpec, reference_x: np.nd
 
 def _manifest(model: PixelVAE, image: ImageSpec, root: Path, elbo, iwae, seed: int, source: dict) -> dict:
     c = model.config
-    doc = vae_manifest(model, image, elbo, iwae, seed, source)  # the VAE's record: latent, reference, versions
+    head = {"kind": "categorical", "levels": image.levels, "sampler": "inverse-cdf",
+            "decoder": "autoregressive (Gated PixelCNN given features(z))"}
+    doc = vae_manifest(model, image, elbo, iwae, seed, source, head)  # the VAE's record: latent, reference, versions
     doc["kind"] = "pixelvae"
-    doc["head"] = {"kind": "categorical", "levels": image.levels, "sampler": "inverse-cdf",
-                   "decoder": "autoregressive (Gated PixelCNN given features(z))"}
     doc["graphs"] = {"encoder": graph_io(image, c.latent)["encoder"],
                      "features": _features_io(c.latent, [c.hidden, c.height, c.width])}
     doc["decoder"] = {"dir": SUB, "context": CONTEXT, "graphs": ["full", "step", "row"],

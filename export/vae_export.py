@@ -113,13 +113,17 @@ def export_vae_bundle(model: VAE, image: ImageSpec, reference_x: np.ndarray, out
     return VaeExportResult(load_bundle(out), check)
 
 
-def _manifest(model: VAE, image: ImageSpec, elbo: np.ndarray, iwae: np.ndarray, seed: int, source: dict) -> dict:
+def _manifest(model: VAE, image: ImageSpec, elbo: np.ndarray, iwae: np.ndarray, seed: int, source: dict,
+              head: dict | None = None) -> dict:
+    """The VAE's manifest; ``head`` (default: the decoder's likelihood) for models with another p(x|z)."""
     C, H, W = image.shape
     c = model.config
     producer = {"opset": OPSET, "producer": f"torch {torch.__version__} (torch.onnx dynamo exporter)",
                 "onnx": onnx.__version__}
-    head = ({"kind": "discretized-logistic", "levels": image.levels, "components": 1, "sampler": "inverse-cdf"}
-            if c.likelihood == "logistic" else {"kind": "categorical", "levels": image.levels, "sampler": "inverse-cdf"})
+    if head is None:
+        head = ({"kind": "discretized-logistic", "levels": image.levels, "components": 1, "sampler": "inverse-cdf"}
+                if c.likelihood == "logistic" else
+                {"kind": "categorical", "levels": image.levels, "sampler": "inverse-cdf"})
     return {
         "kind": "vae",
         **model.describe(),

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from pixelrt.models.gated import GatedPixelCNN, GatedPixelCNNConfig
-from pixelrt.models.vae import VAE, Decoder, Encoder, VAEConfig, latent_bounds
+from pixelrt.models.vae import Decoder, Encoder, VAEConfig, latent_bounds
 
 CONTEXT = "cond"  # the Gated PixelCNN's spatial-conditioning input, fed by the features graph
 
@@ -42,8 +42,6 @@ class PixelVAEConfig:
     kernel: int = 3            # later gated layers' kernel
     head_hidden: int = 32      # the PixelCNN head's first 1x1 conv
     free_bits: float = 0.25    # training only: KL floor per latent dimension, nats (0 = plain ELBO; docs/vae.md)
-
-    likelihood = "autoregressive"  # not a field: p(x|z) is the Gated PixelCNN's (the VAE's manifest reads it)
 
     def vae_config(self) -> VAEConfig:
         return VAEConfig(channels=self.channels, levels=self.levels, height=self.height, width=self.width,
@@ -109,8 +107,6 @@ class PixelVAE(nn.Module):
         xk = x.repeat_interleave(K, dim=0)
         return latent_bounds(mu, logvar, eps, lambda z: self.pixelcnn.log_prob(xk, cond=self.cond(z))
                              .double().flatten(1).sum(1))
-
-    kl = staticmethod(VAE.kl)
 
 
 class FeaturesGraph(nn.Module):

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from pixelrt.models import PixelVAE, PixelVAEConfig
+from pixelrt.models import VAE, PixelVAEConfig
 from pixelrt.models.causality import audit_model
 from tests.conftest import tiny_pixelvae
 
@@ -46,7 +46,7 @@ def test_forward_is_the_elbo_in_eval_and_respects_the_free_bits_floor():
         eps = torch.randn((4, 2), generator=torch.Generator().manual_seed(0))
         mu, logvar = model.encoder(x)
         z = mu + torch.exp(0.5 * logvar) * eps
-        elbo = model.log_px(x, z) - PixelVAE.kl(mu, logvar)
+        elbo = model.log_px(x, z) - VAE.kl(mu, logvar)
         assert torch.allclose(model.eval()(x), elbo, atol=1e-5)  # eval: the true ELBO, whatever the floor
     model.train()
     torch.manual_seed(3)
