@@ -9,6 +9,7 @@ from setuptools import setup
 
 PACKAGES = {
     "pixelrt": "pixelrt",
+    "pixelrt.bundle": "bundle",
     "pixelrt.models": "models",
     "pixelrt.export": "export",
     "pixelrt.runtime": "runtime",
@@ -36,7 +37,8 @@ setup(
         "gpu": ["onnxruntime-gpu>=1.18", "tensorrt>=10", "cuda-python>=12", "onnx>=1.16"],
         # FP16 / INT8 bundles: onnxruntime ships the float16 converter and the Q/DQ quantizer; they need onnx.
         "calibrate": RUNTIME + ["onnx>=1.16", "packaging"],
-        "test": RUNTIME + EXPORT + ["scikit-learn>=1.2", "pytest>=7"],
+        # hypothesis: the property-based pass over hostile manifests (tests/bundle/)
+        "test": RUNTIME + EXPORT + ["scikit-learn>=1.2", "pytest>=7", "hypothesis>=6"],
     },
     entry_points={"console_scripts": ["pixelrt=pixelrt.cli:main"]},
 )

@@ -9,12 +9,11 @@ and only then renamed into place; on any error nothing is written.
 """
 from __future__ import annotations
 
-import copy
 import datetime
 import hashlib
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,9 @@ from pixelrt.calibration.int8 import METHODS, quantize_int8
 from pixelrt.calibration.measure import BundleMeasure, bpd_budget, measure_bundle, step_vs_full_budget
 from pixelrt.calibration.readers import FeedListReader, image_feeds, step_feeds
 from pixelrt.errors import BundleError, DataError, ParityError, PixelrtError
-from pixelrt.runtime.bundle import Bundle, load_bundle, write_manifest
+from pixelrt.bundle import REEXPORT, Bundle, Manifest, load_bundle
+from pixelrt.bundle.files import read_verified
+from pixelrt.bundle.writer import pending, write_manifest
 from pixelrt.runtime.evaluate import check_bundle_images, evaluate
 from pixelrt.runtime.ort_backend import OrtBackend
 
@@ -110,22 +111,19 @@ def calibrate_bundle(src: str | Path, out: str | Path, precision: str, heldout_x
     candidates: dict[str, float] = {}
     chosen = None
     with atomic_directory(out, overwrite=overwrite) as tmp:
-        for name in ("reference.npz",) if "reference.npz" in bundle.manifest["files"] else ():
-            shutil.copy2(bundle.root / name, tmp / name)
         _copy_other_files(bundle, tmp)
         if precision == "fp16":
             records = {}
             for g in NEEDED_GRAPHS:
                 log(f"converting {bundle.graphs[g].file} to FP16 (likelihood tail and I/O stay FP32)")
-                model16, records[g] = convert_fp16(onnx.load(bundle.graph_path(g)))
+                model16, records[g] = convert_fp16(onnx.load_model_from_string(bundle.graph_path(g).read()))
                 onnx.save(model16, tmp / bundle.graphs[g].file)
             conversion = {"fp16": records}
         else:
             conversion, chosen, candidates = _int8(bundle, tmp, calib_x, heldout_x, method, step_images,
                                                    step_feeds_max, seed, progress, log)
-        manifest = _manifest(bundle, precision, chosen, conversion, data_record(f"{data_name} (calibration)",
-                             calib_x) if calib_x is not None and len(calib_x) else None)
-        write_manifest(tmp, manifest)
+        manifest = write_manifest(tmp, _manifest(bundle, precision, chosen, conversion, data_record(
+            f"{data_name} (calibration)", calib_x) if calib_x is not None and len(calib_x) else None))
         log(f"measuring the {precision} bundle: held-out bits/dim, step vs full graph")
         new = load_bundle(tmp)
         m = measure_bundle(new, heldout_x, teacher=teacher, samples=samples, seed=seed, progress=progress)
@@ -136,7 +134,7 @@ def calibrate_bundle(src: str | Path, out: str | Path, precision: str, heldout_x
         if judge and m.step_vs_full_bpd > svf_budget:
             raise ParityError(f"the {precision} step graph disagrees with its full graph by {m.step_vs_full_bpd:.2e} "
                               f"bits/dim per image (budget {svf_budget:.1e}); nothing was written")
-        manifest["calibration"]["measured"] = {
+        measured = {
             "heldout": data_record(f"{data_name} (held-out)", heldout_x),
             "bits_per_dim_fp32": fp32.mean_bpd, f"bits_per_dim_{precision}": m.mean_bpd,
             "delta_bits_per_dim": m.mean_bpd - fp32.mean_bpd,
@@ -149,16 +147,17 @@ def calibrate_bundle(src: str | Path, out: str | Path, precision: str, heldout_x
             "sample_agreement_with_fp32": float((m.samples == fp32.samples).mean()),
             "candidates_bits_per_dim": candidates, "runtime": f"onnxruntime {onnxruntime.__version__} CPU",
         }
-        write_manifest(tmp, manifest)
+        write_manifest(tmp, replace(manifest, calibration={**manifest.calibration, "measured": measured}))
     return CalibrationResult(load_bundle(out), precision, chosen, fp32.mean_bpd, m.mean_bpd, candidates, m)
 
 
 def _copy_other_files(bundle: Bundle, tmp: Path) -> None:
+    """Every listed file but the graphs, from the bytes the manifest verified (never from outside the bundle)."""
     graph_files = {g.file for g in bundle.graphs.values()}
-    for name in bundle.manifest["files"]:
+    for name, rec in bundle.manifest.files.items():
         if name not in graph_files and not (tmp / name).exists():
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(bundle.root / name, tmp / name)
+            (tmp / name).write_bytes(read_verified(bundle.root, name, rec.sha256, rec.bytes, BundleError, REEXPORT))
 
 
 def _int8(bundle, tmp, calib_x, heldout_x, method, step_images, step_feeds_max, seed, progress, log):
@@ -170,7 +169,7 @@ def _int8(bundle, tmp, calib_x, heldout_x, method, step_images, step_feeds_max, 
         for m in methods:
             log(f"INT8 full graph, {m} calibration on {len(calib_x)} images")
             path = Path(work) / f"{m}.onnx"
-            records[m] = quantize_int8(onnx.load(bundle.graph_path("full")), full_reader, m, path)
+            records[m] = quantize_int8(onnx.load_model_from_string(bundle.graph_path("full").read()), full_reader, m, path)
             if len(methods) > 1:
                 with OrtBackend(path) as full:
                     candidates[m] = evaluate(full, bundle, heldout_x).mean_bits_per_dim
@@ -182,26 +181,24 @@ def _int8(bundle, tmp, calib_x, heldout_x, method, step_images, step_feeds_max, 
     with OrtBackend(bundle.graph_path("step")) as step:
         feeds = step_feeds(bundle, step, calib_x[:n_step], max_steps=step_feeds_max, seed=seed, progress=progress)
     log(f"INT8 step graph, {chosen} calibration on {len(feeds)} recorded steps")
-    step_record = quantize_int8(onnx.load(bundle.graph_path("step")), FeedListReader(feeds), chosen,
+    step_record = quantize_int8(onnx.load_model_from_string(bundle.graph_path("step").read()), FeedListReader(feeds), chosen,
                                 tmp / bundle.graphs["step"].file)
     conversion = {"int8": {"full": records[chosen], "step": step_record, "step_calibration_images": n_step}}
     return conversion, chosen, candidates
 
 
-def _manifest(bundle: Bundle, precision: str, method: str | None, conversion: dict, calib: dict | None) -> dict:
-    m = copy.deepcopy(bundle.manifest)
-    for key in ("format", "format_version"):
-        m.pop(key, None)
-    m["precision"] = precision
+def _manifest(bundle: Bundle, precision: str, method: str | None, conversion: dict, calib: dict | None) -> Manifest:
+    m = bundle.manifest
     producer = {"fp16": "pixelrt calibrate (onnxruntime.transformers.float16)",
                 "int8": "pixelrt calibrate (onnxruntime.quantization, QDQ)"}[precision]
+    files = dict(m.files)
     for g in bundle.graphs.values():
-        meta = {k: v for k, v in m["files"][g.file].items() if k not in ("sha256", "bytes")}
-        m["files"][g.file] = {**meta, "producer": producer, "onnxruntime": onnxruntime.__version__,
-                              "fp32_sha256": bundle.manifest["files"][g.file]["sha256"]}
-    m["calibration"] = {"precision": precision, "method": method, "calibration_set": calib,
-                        "from_bundle": str(bundle.root), **conversion}
-    m["versions"] = {**m.get("versions", {}), "pixelrt": pixelrt.__version__, "onnx": onnx.__version__,
-                     "onnxruntime": onnxruntime.__version__}
-    m["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    return m
+        old = m.files[g.file]
+        files[g.file] = pending({**old.provenance, "producer": producer, "onnxruntime": onnxruntime.__version__,
+                                 "fp32_sha256": old.sha256})
+    return replace(m, precision=precision, files=files,
+                   calibration={"precision": precision, "method": method, "calibration_set": calib,
+                                "from_bundle": str(bundle.root), **conversion},
+                   versions={**m.versions, "pixelrt": pixelrt.__version__, "onnx": onnx.__version__,
+                             "onnxruntime": onnxruntime.__version__},
+                   created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))

@@ -10,24 +10,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from pixelrt.runtime.backends import open_backend
-from pixelrt.runtime.bundle import Bundle
+from pixelrt.bundle import Bundle
 from pixelrt.runtime.evaluate import evaluate
+from pixelrt.runtime.reference_check import FP16_BPD_BUDGET, FP32_BPD_BUDGET, INT8_RELATIVE_BUDGET, bpd_budget  # noqa: F401
 from pixelrt.runtime.sampler import make_noise, step_loop
-
-FP32_BPD_BUDGET = 1e-5   # the foundation's FP32 budget, |d bits/dim| per image
-FP16_BPD_BUDGET = 1e-3   # issue 6: |d bits/dim| of FP16 vs FP32
-INT8_RELATIVE_BUDGET = 0.02  # issue 6: INT8 bits/dim increase <= 2% of the FP32 bits/dim
-
-
-def bpd_budget(precision: str, fp32_bpd: float) -> float:
-    """Largest allowed |bits/dim - FP32 bits/dim| for a bundle of ``precision``."""
-    if precision == "fp32":
-        return FP32_BPD_BUDGET
-    if precision == "fp16":
-        return FP16_BPD_BUDGET
-    if precision == "int8":
-        return INT8_RELATIVE_BUDGET * abs(fp32_bpd)
-    raise ValueError(f"unknown precision {precision!r}")
 
 
 def step_vs_full_budget(precision: str, fp32_bpd: float) -> float:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
-from pixelrt.runtime.bundle import Bundle
+from pixelrt.bundle import Bundle
 from pixelrt.runtime.sampler import make_noise, step_loop
 
 

@@ -33,7 +33,7 @@ import torch
 
 from pixelrt.errors import PixelrtError
 from pixelrt.models import PixelCNN, PixelCNNConfig
-from pixelrt.runtime.bundle import ImageSpec
+from pixelrt.bundle import ImageSpec
 
 TARGET_SPEEDUP = 25.0        # ORT cached vs naive, batch 1 (from the issue)
 TARGET_PEAK_FRACTION = 0.15  # ORT cached at batch 64, share of the measured matmul peak

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from pixelrt.errors import PixelrtError
-from pixelrt.runtime.bundle import ImageSpec
+from pixelrt.bundle import ImageSpec
 
 IMAGE = ImageSpec(1, 16, 16, 256)
 

@@ -28,7 +28,7 @@ from torch import nn
 from pixelrt.errors import PixelrtError
 from pixelrt.models import logistic
 from pixelrt.models.pixelcnnpp import PixelCNNPP, PixelCNNPPConfig
-from pixelrt.runtime.bundle import ImageSpec
+from pixelrt.bundle import ImageSpec
 
 PP32 = {"config": dict(channels=3, levels=256, filters=64, resnets=2, resolutions=3, mixtures=5, dropout=0.0),
         "image": ImageSpec(3, 32, 32, 256)}

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from pixelrt.errors import PixelrtError
-from pixelrt.runtime.bundle import ImageSpec, StepSchedule
+from pixelrt.bundle import ImageSpec, StepSchedule
 
 
 @dataclass(frozen=True)

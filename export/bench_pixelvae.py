@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from pixelrt.errors import PixelrtError
-from pixelrt.runtime.bundle import ImageSpec
+from pixelrt.bundle import ImageSpec
 
 IMAGE = ImageSpec(1, 28, 28, 256)
 LATENT = 16

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +19,12 @@ import torch
 import pixelrt
 from pixelrt.atomic import atomic_directory
 from pixelrt.export.onnx_export import OPSET, TRACE_BATCH, export_full, export_step
-from pixelrt.export.row_graph import ROW_FILE, all_state_specs, export_row, has_row_graph, row_io, validate_row
-from pixelrt.export.spec import full_io, step_io, step_schedule
-from pixelrt.export.validate import ExportCheck, check_reference_images, validate_bundle
-from pixelrt.runtime.bundle import Bundle, ImageSpec, load_bundle, write_manifest
+from pixelrt.export.row_graph import ROW_FILE, all_state_specs, export_row, has_row_graph, row_graph, validate_row
+from pixelrt.export.spec import full_graph, step_graph, step_schedule
+from pixelrt.export.validate import check_finite_model, finite_validation, ExportCheck, check_reference_images, validate_bundle
+from pixelrt.bundle import Bundle, HeadSpec, ImageSpec, Manifest, ReferenceSpec, StepSchedule, load_bundle
+from pixelrt.bundle.records import FileRecord
+from pixelrt.bundle.writer import pending, write_manifest
 
 REFERENCE = "reference.npz"
 
@@ -54,6 +56,7 @@ def export_bundle(model: torch.nn.Module, image: ImageSpec, reference_x: np.ndar
     model = model.eval()
     C, H, W = image.shape
     reference_x = check_reference_images(image, reference_x)
+    check_finite_model(model)
     with atomic_directory(out, overwrite=overwrite) as tmp:
         log(f"exporting full.onnx (teacher-forced log-likelihood, {C}x{H}x{W}, {image.levels} levels)")
         export_full(model, image.shape, tmp / "full.onnx")
@@ -66,48 +69,58 @@ def export_bundle(model: torch.nn.Module, image: ImageSpec, reference_x: np.ndar
         with torch.inference_mode():
             ll = model(torch.from_numpy(reference_x)).double().numpy()
         np.savez(tmp / REFERENCE, x=reference_x, loglik=ll)
-        manifest = _manifest(model, image, stepper, ll, source or {}, row_module)
-        write_manifest(tmp, manifest)
+        manifest = write_manifest(tmp, _manifest(model, image, stepper, ll, source or {}, row_module))
         check_x = reference_x if len(reference_x) != TRACE_BATCH else np.concatenate([reference_x, reference_x[:1]])
         log(f"validating with ONNX Runtime at batch {len(check_x)} (traced at batch {TRACE_BATCH})")
         check = validate_bundle(load_bundle(tmp), model, check_x)
-        manifest["validation"] = check.as_dict()
+        validation = check.as_dict()
         if row_module is not None:
-            manifest["validation"]["row_max_delta"] = validate_row(load_bundle(tmp), model, len(check_x))
-        write_manifest(tmp, manifest)
+            validation["row_max_delta"] = validate_row(load_bundle(tmp), model, len(check_x))
+        write_manifest(tmp, replace(manifest, validation=finite_validation(validation)))
     return ExportResult(load_bundle(out), check)
 
 
-def _file_meta(producer: str) -> dict:
-    return {"opset": OPSET, "producer": producer, "onnx": onnx.__version__}
+PRODUCER = f"torch {torch.__version__} (torch.onnx dynamo exporter)"
+CATEGORICAL = "inverse-cdf"
 
 
-def _manifest(model, image: ImageSpec, stepper, loglik: np.ndarray, source: dict, row_module=None,
-              states=None, graphs: dict | None = None) -> dict:
+def file_meta(producer: str = PRODUCER) -> FileRecord:
+    """A graph file's record before write_manifest fills its size and sha256: opset and producer."""
+    return pending({"opset": OPSET, "producer": producer, "onnx": onnx.__version__})
+
+
+def versions() -> dict:
+    return {"pixelrt": pixelrt.__version__, "torch": torch.__version__, "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__, "python": platform.python_version()}
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def loglik_reference(image: ImageSpec, loglik: np.ndarray, file: str = REFERENCE) -> ReferenceSpec:
+    return ReferenceSpec(file, int(len(loglik)), {"loglik_nats": tuple(float(v) for v in loglik),
+                                                   "bits_per_dim": tuple(float(v) for v in image.bits_per_dim(loglik))})
+
+
+def autoregressive_manifest(model, image: ImageSpec, graphs: dict, states, schedule: StepSchedule,
+                            loglik: np.ndarray, source: dict, head: HeadSpec | None = None,
+                            conditioning=()) -> Manifest:
+    """The manifest of an autoregressive bundle: graphs (GraphSpec), states, schedule and reference."""
+    d = model.describe()
+    return Manifest(
+        kind="autoregressive", family=d["family"], config=d["config"], image=image,
+        head=head or HeadSpec("categorical", image.levels, CATEGORICAL), conditioning=tuple(conditioning),
+        graphs=graphs, state=tuple(states), schedule=schedule,
+        files={**{g.file: file_meta() for g in graphs.values()}, REFERENCE: pending()},
+        reference=loglik_reference(image, loglik), source=source, versions=versions(), created=now())
+
+
+def _manifest(model, image: ImageSpec, stepper, loglik: np.ndarray, source: dict, row_module=None) -> Manifest:
     C, H, W = image.shape
-    producer = f"torch {torch.__version__} (torch.onnx dynamo exporter)"
-    states = all_state_specs(stepper, W) if states is None else states
-    manifest = {
-        **model.describe(),
-        "precision": "fp32",
-        "image": {"channels": C, "height": H, "width": W, "levels": image.levels},
-        "head": {"kind": "categorical", "levels": image.levels, "sampler": "inverse-cdf"},
-        "conditioning": [],
-        "graphs": graphs or {
-            "full": {"file": "full.onnx", **full_io(C, H, W)},
-            "step": {"file": "step.onnx", **step_io(stepper, C, W, states=states)},
-        },
-        "state": [s.to_json() for s in states],
-        "schedule": step_schedule(C, row_graph=None if row_module is None else "row"),
-        "files": {"full.onnx": _file_meta(producer), "step.onnx": _file_meta(producer), REFERENCE: {}},
-        "reference": {"file": REFERENCE, "images": int(len(loglik)), "loglik_nats": [float(v) for v in loglik],
-                      "bits_per_dim": [float(v) for v in image.bits_per_dim(loglik)]},
-        "source": source,
-        "versions": {"pixelrt": pixelrt.__version__, "torch": torch.__version__, "onnx": onnx.__version__,
-                     "onnxruntime": onnxruntime.__version__, "python": platform.python_version()},
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
+    states = all_state_specs(stepper, W)
+    graphs = {"full": full_graph(C, H, W), "step": step_graph(C, states)}
     if row_module is not None:
-        manifest["graphs"]["row"] = {"file": ROW_FILE, **row_io(row_module, stepper, C, W)}
-        manifest["files"][ROW_FILE] = _file_meta(producer)
-    return manifest
+        graphs["row"] = row_graph(row_module, stepper, C, W)
+    return autoregressive_manifest(model, image, graphs, states,
+                                   step_schedule(C, row_graph=None if row_module is None else "row"), loglik, source)

@@ -7,7 +7,7 @@ amortised); the naive path pays one dense full forward per pixel per sub-pixel.
 """
 from __future__ import annotations
 
-from pixelrt.runtime.bundle import ImageSpec
+from pixelrt.bundle import ImageSpec
 
 
 def step_flops_per_pixel(cfg) -> int:

@@ -8,7 +8,7 @@ Manifest additions over a PixelCNN bundle (step loop v2): ``row`` states ``vrows
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,22 +18,24 @@ from torch import nn
 from pixelrt.atomic import atomic_directory
 from pixelrt.errors import ParityError, PixelrtError
 from pixelrt.export.onnx_export import TRACE_BATCH, _export
-from pixelrt.export.spec import BATCH, context_io, full_io, state_specs, step_io, step_schedule
-from pixelrt.export.validate import BPD_BUDGET, LOGP_BUDGET, check_reference_images
+from pixelrt.export.spec import (BATCH, context_io, full_graph, state_input, state_output, state_specs, step_graph,
+                                 step_schedule)
+from pixelrt.export.validate import check_finite_model, finite_validation, BPD_BUDGET, LOGP_BUDGET, check_reference_images
 from pixelrt.models.gated_layers import HorizontalConv
 from pixelrt.models.layers import freeze_masks
-from pixelrt.runtime.bundle import ImageSpec, StateSpec, load_bundle, write_manifest
+from pixelrt.bundle import ConditioningSpec, GraphSpec, ImageSpec, Manifest, StateSpec, TensorSpec, load_bundle
+from pixelrt.bundle.writer import write_manifest
 
 REFERENCE = "reference.npz"
 
 
-def conditioning_records(model) -> list[dict]:
+def conditioning_records(model) -> list[ConditioningSpec]:
     """Manifest records of the model's context inputs (per-image shapes)."""
     cfg, out = model.config, []
     if cfg.num_classes:
-        out.append({"name": "label", "dtype": "int64", "shape": [], "kind": "class", "classes": cfg.num_classes})
+        out.append(ConditioningSpec("label", "int64", (), "class", cfg.num_classes))
     if cfg.cond_shape:
-        out.append({"name": "cond", "dtype": "float32", "shape": list(cfg.cond_shape), "kind": "map"})
+        out.append(ConditioningSpec("cond", "float32", tuple(cfg.cond_shape), "map"))
     return out
 
 
@@ -99,34 +101,27 @@ def export_graphs(model, image: ImageSpec, root: Path):
     return stepper, rows
 
 
-def _row_io(rows, image: ImageSpec, states: list[StateSpec], context: list[dict]) -> dict:
+def _row_graph(image: ImageSpec, states: list[StateSpec], context) -> GraphSpec:
     C, _, W = image.shape
     vr = [s for s in states if s.name.startswith("vrows")]
-    inputs = [{"name": "row_pixels", "dtype": "int64", "shape": [BATCH, C, W]},
-              {"name": "row", "dtype": "int64", "shape": []}] + context_io(context) \
-        + [{"name": s.name, "dtype": s.dtype, "shape": list(s.shape)} for s in vr]
-    outputs = [{"name": s.source, "dtype": s.dtype, "shape": list(s.shape)} for s in states]
-    return {"inputs": inputs, "outputs": outputs}
+    inputs = (TensorSpec("row_pixels", "int64", (BATCH, C, W)), TensorSpec("row", "int64", ()), *context_io(context),
+              *(state_input(s) for s in vr))
+    return GraphSpec("row.onnx", inputs, tuple(state_output(s) for s in states))
 
 
-def manifest(model, image: ImageSpec, stepper, rows, loglik: np.ndarray, source: dict) -> dict:
-    from pixelrt.export.bundle_writer import _manifest
+def manifest(model, image: ImageSpec, stepper, rows, loglik: np.ndarray, source: dict) -> Manifest:
+    from pixelrt.export.bundle_writer import autoregressive_manifest
 
     C, _, W = image.shape
     context = conditioning_records(model)
     states = state_specs(stepper, W) + row_states(rows, C, W)
-    doc = _manifest(model, image, stepper, loglik, source)
-    doc["conditioning"] = context
-    doc["graphs"] = {
-        "full": {"file": "full.onnx", **full_io(C, image.height, W, context)},
-        "step": {"file": "step.onnx", **step_io(stepper, C, W, context=context,
-                                                 states=[s for s in states if s.name in stepper.input_names()])},
-        "row": {"file": "row.onnx", **_row_io(rows, image, [s for s in states if s.update == "row"], context)},
+    graphs = {
+        "full": full_graph(C, image.height, W, context),
+        "step": step_graph(C, [s for s in states if s.name in stepper.input_names()], context),
+        "row": _row_graph(image, [s for s in states if s.update == "row"], context),
     }
-    doc["state"] = [s.to_json() for s in states]
-    doc["schedule"] = step_schedule(C, context=context, row_graph="row")
-    doc["files"]["row.onnx"] = dict(doc["files"]["step.onnx"])
-    return doc
+    return autoregressive_manifest(model, image, graphs, states, step_schedule(C, context=context, row_graph="row"),
+                                   loglik, source, conditioning=context)
 
 
 @dataclass
@@ -195,7 +190,7 @@ def validate(bundle, model, x: np.ndarray, context: dict[str, np.ndarray], seed:
         ("full graph |delta log p|", check.full_max_dlogp, LOGP_BUDGET),
         ("step graph |delta log p|", check.step_max_dlogp, LOGP_BUDGET),
         ("step graph |delta state|", check.step_max_dstate, LOGP_BUDGET),
-        ("row graph |delta state|", check.row_max_dstate, LOGP_BUDGET)) if value > budget]
+        ("row graph |delta state|", check.row_max_dstate, LOGP_BUDGET)) if not value <= budget]
     if check.step_value_agreement < 1.0:
         misses.append(f"step graph sampled values agree on only {check.step_value_agreement:.1%} of draws")
     if misses:
@@ -212,6 +207,7 @@ def export_gated_bundle(model, image: ImageSpec, reference_x: np.ndarray, out, s
 
     model = model.eval()
     reference_x = check_reference_images(image, reference_x)
+    check_finite_model(model)
     cond = model.config.cond_shape
     if cond and tuple(cond[1:]) != image.shape[1:]:
         raise PixelrtError(f"the model's conditioning map is {tuple(cond)} but images are {image.shape}; "
@@ -232,12 +228,10 @@ def export_gated_bundle(model, image: ImageSpec, reference_x: np.ndarray, out, s
             ll = model(torch.from_numpy(reference_x), **{k: torch.from_numpy(v) for k, v in context.items()})
         ll = ll.double().numpy()
         np.savez(tmp / REFERENCE, x=reference_x, loglik=ll, **context)
-        doc = manifest(model, image, stepper, rows, ll, source or {})
-        write_manifest(tmp, doc)
+        doc = write_manifest(tmp, manifest(model, image, stepper, rows, ll, source or {}))
         idx = np.arange(n if n != TRACE_BATCH else n + 1) % n
         log(f"validating with ONNX Runtime at batch {len(idx)} (traced at batch {TRACE_BATCH})")
         check = validate(load_bundle(tmp), model, reference_x[idx], {k: v[idx] for k, v in context.items()})
-        doc["validation"] = check.as_dict()
-        write_manifest(tmp, doc)
+        write_manifest(tmp, replace(doc, validation=finite_validation(check.as_dict())))
     return ExportResult(load_bundle(out), check)
 

@@ -9,8 +9,7 @@ Validation compares ORT with PyTorch on each graph and the whole model's bits/di
 """
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +17,16 @@ import torch
 
 from pixelrt.atomic import atomic_directory
 from pixelrt.errors import ParityError, PixelrtError
-from pixelrt.export.bundle_writer import REFERENCE, _file_meta, _manifest, export_bundle
+from pixelrt.export.bundle_writer import (REFERENCE, autoregressive_manifest, export_bundle, file_meta, loglik_reference,
+                                         now, versions)
 from pixelrt.export.onnx_export import TRACE_BATCH, _export, step_example
-from pixelrt.export.spec import full_io, state_specs, step_io, step_schedule
+from pixelrt.export.spec import full_graph, state_specs, step_graph, step_schedule
 from pixelrt.models.layers import freeze_masks
 from pixelrt.models.multiscale import MultiScale, coarsen
-from pixelrt.export.validate import check_reference_images
-from pixelrt.runtime.bundle import MANIFEST, ImageSpec, load_bundle, write_manifest
+from pixelrt.export.validate import check_finite_model, finite_validation, check_reference_images
+from pixelrt.bundle import (MANIFEST, ConditioningSpec, GraphSpec, HeadSpec, ImageSpec, Manifest, PartSpec, TensorSpec,
+                            load_bundle)
+from pixelrt.bundle.writer import pending, write_manifest
 
 BPD_BUDGET, LOGP_BUDGET = 1e-5, 1e-4  # the foundation's FP32 budgets
 CONTEXT = "bias"
@@ -41,9 +43,9 @@ class MultiScaleCheck:
         return dict(self.__dict__)
 
 
-def _cond_io(C: int, s: int, F: int, n: int) -> dict:
-    return {"inputs": [{"name": "coarse", "dtype": "uint8", "shape": ["batch", C, s, s]}],
-            "outputs": [{"name": "bias", "dtype": "float32", "shape": ["batch", F, n, n]}]}
+def _cond_io(C: int, s: int, F: int, n: int) -> GraphSpec:
+    return GraphSpec("cond.onnx", (TensorSpec("coarse", "uint8", ("batch", C, s, s)),),
+                     (TensorSpec(CONTEXT, "float32", ("batch", F, n, n)),))
 
 
 def _export_stage2(model: MultiScale, image: ImageSpec, ref_x: np.ndarray, root: Path) -> None:
@@ -62,14 +64,12 @@ def _export_stage2(model: MultiScale, image: ImageSpec, ref_x: np.ndarray, root:
         c = torch.from_numpy(coarsen(torch.from_numpy(ref_x)).numpy())
         ll = cond_model(torch.from_numpy(ref_x), model.cond(c))[0].double().numpy()
     np.savez(root / REFERENCE, x=ref_x, loglik=ll, **{CONTEXT: model.cond(c).detach().numpy()})
-    ctx = [{"name": CONTEXT, "dtype": "float32", "shape": [F, H, W]}]
-    manifest = _manifest(model.stage2, image, stepper, ll, {"role": "multiscale stage 2 (given the bias field)"})
+    ctx = [ConditioningSpec(CONTEXT, "float32", (F, H, W), "map")]
     states = state_specs(stepper, W)
-    manifest["conditioning"] = ctx
-    manifest["graphs"] = {"full": {"file": "full.onnx", **full_io(C, H, W, context=ctx)},
-                          "step": {"file": "step.onnx", **step_io(stepper, C, W, states=states, context=ctx)}}
-    manifest["schedule"] = step_schedule(C, context=ctx)
-    write_manifest(root, manifest)
+    graphs = {"full": full_graph(C, H, W, ctx), "step": step_graph(C, states, ctx)}
+    write_manifest(root, autoregressive_manifest(model.stage2, image, graphs, states, step_schedule(C, context=ctx), ll,
+                                                 {"role": "multiscale stage 2 (given the bias field)"},
+                                                 conditioning=ctx))
 
 
 def export_multiscale(model: MultiScale, image: ImageSpec, reference_x: np.ndarray, out: str | Path,
@@ -80,6 +80,7 @@ def export_multiscale(model: MultiScale, image: ImageSpec, reference_x: np.ndarr
     if H % 2 or W % 2:
         raise PixelrtError(f"multi-scale needs even image sides, got {H}x{W}")
     ref_x = check_reference_images(image, reference_x)
+    check_finite_model(model)
     s_image = ImageSpec(C, H // 2, W // 2, image.levels)
     with atomic_directory(out, overwrite=overwrite) as tmp:
         log(f"stage 1: Row LSTM on the {H // 2}x{W // 2} coarse image (full, step graphs)")
@@ -96,49 +97,31 @@ def export_multiscale(model: MultiScale, image: ImageSpec, reference_x: np.ndarr
         with torch.inference_mode():
             ll = model(torch.from_numpy(ref_x)).double().numpy()
         np.savez(tmp / REFERENCE, x=ref_x, loglik=ll)
-        manifest = _top_manifest(model, image, tmp, ll, source or {})
-        write_manifest(tmp, manifest)
+        manifest = write_manifest(tmp, _top_manifest(model, image, tmp, ll, source or {}))
         check = validate_multiscale(tmp, model, ref_x)
-        manifest["validation"] = check.as_dict()
-        write_manifest(tmp, manifest)
+        write_manifest(tmp, replace(manifest, validation=finite_validation(check.as_dict())))
     return load_bundle(out), check
 
 
-def _top_manifest(model: MultiScale, image: ImageSpec, root: Path, ll: np.ndarray, source: dict) -> dict:
+def _top_manifest(model: MultiScale, image: ImageSpec, root: Path, ll: np.ndarray, source: dict) -> Manifest:
     C, H, W = image.shape
-    s1 = json.loads((root / "stage1" / MANIFEST).read_text())
-    producer = s1["files"]["full.onnx"].get("producer", "torch.onnx")
-    files = {"cond.onnx": _file_meta(producer), REFERENCE: {}}
+    files = {"cond.onnx": file_meta(), REFERENCE: pending()}
     for stage in ("stage1", "stage2"):
-        sub = json.loads((root / stage / MANIFEST).read_text())
-        files[f"{stage}/{MANIFEST}"] = {}
-        for name in sub["files"]:
-            files[f"{stage}/{name}"] = {}
+        sub = load_bundle(root / stage).manifest
+        files[f"{stage}/{MANIFEST}"] = pending()
+        files.update({f"{stage}/{name}": pending(r.provenance) for name, r in sub.files.items()})
     F = model.cond.k_cond.out_channels
-    return {
-        **model.describe(),
-        "kind": "multiscale",
-        "precision": "fp32",
-        "image": {"channels": C, "height": H, "width": W, "levels": image.levels},
-        "head": {"kind": "categorical", "levels": image.levels, "sampler": "inverse-cdf"},
-        "conditioning": [],
-        "graphs": {"cond": {"file": "cond.onnx", **_cond_io(C, H // 2, F, H)}},
-        "stages": {
-            "coarsen": {"factor": 2, "rule": "mean of each 2x2 block rounded half-down: floor((sum + 1) / 4)"},
-            "stage1": {"dir": "stage1", "image": [C, H // 2, W // 2], "graphs": ["full", "step"],
-                       "schedule": "stage1/manifest.json#schedule"},
-            "cond": {"graph": "cond", "input": "coarse", "output": "bias", "runs": "once per image"},
-            "stage2": {"dir": "stage2", "image": [C, H, W], "graphs": ["full", "step"], "context": CONTEXT,
-                       "schedule": "stage2/manifest.json#schedule"},
-            "loglik": "log p1(coarse(x)) + log p2(x | coarse(x)): a lower bound on log p(x)",
-        },
-        "files": files,
-        "reference": {"file": REFERENCE, "images": int(len(ll)), "loglik_nats": [float(v) for v in ll],
-                      "bits_per_dim": [float(v) for v in image.bits_per_dim(ll)]},
-        "source": source,
-        "versions": s1.get("versions", {}),
-        "created": s1.get("created"),
-    }
+    coarse = ImageSpec(C, H // 2, W // 2, image.levels)
+    d = model.describe()
+    return Manifest(
+        kind="multiscale", family=d["family"], config=d["config"], image=image,
+        head=HeadSpec("categorical", image.levels, "inverse-cdf"), graphs={"cond": _cond_io(C, H // 2, F, H)},
+        parts={"stage1": PartSpec("stage1", coarse, None, "stage 1: the coarse image"),
+               "stage2": PartSpec("stage2", image, CONTEXT, "stage 2: the image given the bias field")},
+        files=files, reference=loglik_reference(image, ll), source=source, versions=versions(), created=now(),
+        notes={"coarsen": {"factor": 2, "rule": "mean of each 2x2 block rounded half-down: floor((sum + 1) / 4)"},
+               "cond": {"graph": "cond", "input": "coarse", "output": CONTEXT, "runs": "once per image"},
+               "loglik": "log p1(coarse(x)) + log p2(x | coarse(x)): a lower bound on log p(x)"})
 
 
 def validate_multiscale(root: Path, model: MultiScale, x: np.ndarray) -> MultiScaleCheck:

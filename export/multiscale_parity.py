@@ -15,7 +15,7 @@ from pixelrt.export.multiscale_export import export_multiscale
 from pixelrt.export.receptive_field import FieldReport, measure
 from pixelrt.export.validate import BPD_BUDGET, LOGP_BUDGET
 from pixelrt.models.multiscale import GivenCoarse
-from pixelrt.runtime.bundle import ImageSpec, load_bundle
+from pixelrt.bundle import ImageSpec, load_bundle
 from pixelrt.runtime.multiscale import bias_field, evaluate_multiscale, open_multiscale, sample_multiscale
 from pixelrt.runtime.ort_backend import OrtBackend
 

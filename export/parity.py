@@ -16,7 +16,7 @@ from pixelrt.export.validate import BPD_BUDGET, LOGP_BUDGET
 from pixelrt.models.causality import audit_model
 from pixelrt.models.reference import TorchRowRunner, TorchStepRunner, naive_sample
 from pixelrt.runtime.backends import open_backend, step_backends
-from pixelrt.runtime.bundle import Bundle, StepSchedule
+from pixelrt.bundle import Bundle, StepSchedule
 from pixelrt.runtime.evaluate import check_bundle_images, evaluate
 from pixelrt.runtime.parity import ParityReport, agreement_row, count_row, diff_row
 from pixelrt.runtime.sampler import bundle_loop, check_context, make_noise

@@ -9,6 +9,7 @@ error and the bundle is never moved into place.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +17,13 @@ import torch
 
 from pixelrt.atomic import atomic_directory
 from pixelrt.errors import ParityError, PixelrtError
-from pixelrt.export.bundle_writer import REFERENCE, ExportResult, _manifest
+from pixelrt.export.bundle_writer import REFERENCE, ExportResult, autoregressive_manifest
 from pixelrt.export.onnx_export import TRACE_BATCH, _export, export_full
-from pixelrt.export.spec import BATCH, full_io, step_io, step_schedule
-from pixelrt.export.validate import BPD_BUDGET, ExportCheck, LOGP_BUDGET, check_reference_images
+from pixelrt.export.spec import BATCH, full_graph, state_input, state_output, step_graph, step_schedule
+from pixelrt.export.validate import check_finite_model, finite_validation, BPD_BUDGET, ExportCheck, LOGP_BUDGET, check_reference_images
 from pixelrt.models.pixelcnnpp_row import tracing_for_export
-from pixelrt.runtime.bundle import Bundle, ImageSpec, load_bundle, write_manifest
+from pixelrt.bundle import Bundle, GraphSpec, HeadSpec, ImageSpec, TensorSpec, load_bundle
+from pixelrt.bundle.writer import write_manifest
 from pixelrt.runtime.ort_backend import OrtBackend
 
 SAMPLER = "gumbel-max component + logistic inverse CDF, clamped and rounded"
@@ -53,17 +55,13 @@ def export_cached_graphs(model, image: ImageSpec, root: Path, batch: int = TRACE
 
 def graph_io(image: ImageSpec, states, sched, step, row) -> dict:
     C, H, W = image.shape
-    io = step_io(None, C, W, states=states, channels_per_substep=C, noise_per_substep=sched.noise_per_substep)
-    wanted_in, wanted_out = set(step.input_names()), set(step.output_names())
-    step_graph = {"file": "step.onnx", "inputs": [i for i in io["inputs"] if i["name"] in wanted_in],
-                  "outputs": [o for o in io["outputs"] if o["name"] in wanted_out]}
+    step_g = step_graph(C, states, channels_per_substep=C, noise_per_substep=sched.noise_per_substep,
+                        inputs=set(step.input_names()), outputs=set(step.output_names()))
     row_states = [s for s in states if s.update == "row"]
-    row_graph = {"file": "row.onnx",
-                 "inputs": [{"name": "row_pixels", "dtype": "int64", "shape": [BATCH, C, W]},
-                            {"name": "row", "dtype": "int64", "shape": []}]
-                 + [{"name": s.name, "dtype": s.dtype, "shape": list(s.shape)} for s in row_states],
-                 "outputs": [{"name": s.source, "dtype": s.dtype, "shape": list(s.shape)} for s in row_states]}
-    return {"full": {"file": "full.onnx", **full_io(C, H, W)}, "step": step_graph, "row": row_graph}
+    row_g = GraphSpec("row.onnx", (TensorSpec("row_pixels", "int64", (BATCH, C, W)), TensorSpec("row", "int64", ()),
+                                   *(state_input(s) for s in row_states)),
+                      tuple(state_output(s) for s in row_states))
+    return {"full": full_graph(C, H, W), "step": step_g, "row": row_g}
 
 
 def export_pixelcnnpp_bundle(model, image: ImageSpec, reference_x: np.ndarray, out, source: dict | None = None,
@@ -76,6 +74,7 @@ def export_pixelcnnpp_bundle(model, image: ImageSpec, reference_x: np.ndarray, o
     except ValueError as e:
         raise PixelrtError(str(e)) from None
     reference_x = check_reference_images(image, reference_x)
+    check_finite_model(model)
     with atomic_directory(out, overwrite=overwrite) as tmp:
         log(f"exporting full.onnx (teacher-forced log-likelihood, {C}x{H}x{W}, {image.levels} levels)")
         export_full(model, image.shape, tmp / "full.onnx")
@@ -84,19 +83,15 @@ def export_pixelcnnpp_bundle(model, image: ImageSpec, reference_x: np.ndarray, o
         with torch.inference_mode():
             ll = model(torch.from_numpy(reference_x)).double().numpy()
         np.savez(tmp / REFERENCE, x=reference_x, loglik=ll)
-        manifest = _manifest(model, image, None, ll, source or {}, states=states, graphs=graph_io(image, states, sched,
-                                                                                                 step, row))
-        manifest["head"] = {"kind": "discretized-logistic-mixture", "levels": image.levels,
-                            "mixtures": model.config.mixtures, "sampler": SAMPLER}
-        manifest["schedule"] = step_schedule(C, substeps_per_pixel=1, noise_per_substep=sched.noise_per_substep,
-                                             row_graph="row", sampler=SAMPLER)
-        manifest["files"]["row.onnx"] = dict(manifest["files"]["step.onnx"])
-        write_manifest(tmp, manifest)
+        head = HeadSpec("discretized-logistic-mixture", image.levels, SAMPLER, mixtures=model.config.mixtures)
+        schedule = step_schedule(C, substeps_per_pixel=1, noise_per_substep=sched.noise_per_substep, row_graph="row",
+                                 sampler=SAMPLER)
+        manifest = write_manifest(tmp, autoregressive_manifest(model, image, graph_io(image, states, sched, step, row),
+                                                               states, schedule, ll, source or {}, head=head))
         check_x = reference_x if len(reference_x) != TRACE_BATCH else np.concatenate([reference_x, reference_x[:1]])
         log(f"validating with ONNX Runtime at batch {len(check_x)} (traced at batch {TRACE_BATCH})")
         check = validate_pixelcnnpp(load_bundle(tmp), model, check_x)
-        manifest["validation"] = check.as_dict()
-        write_manifest(tmp, manifest)
+        write_manifest(tmp, replace(manifest, validation=finite_validation(check.as_dict())))
     return ExportResult(load_bundle(out), check)
 
 

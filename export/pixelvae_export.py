@@ -10,8 +10,7 @@ its posterior mean against the full graph (summed step log-probs == full log p(x
 """
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +19,12 @@ import torch
 from pixelrt.atomic import atomic_directory
 from pixelrt.errors import ParityError, PixelrtError
 from pixelrt.export.onnx_export import TRACE_BATCH, _export
-from pixelrt.export.validate import BPD_BUDGET, LOGP_BUDGET, check_reference_images  # FP32: per image, per sub-pixel
+from pixelrt.export.validate import check_finite_model, finite_validation, BPD_BUDGET, LOGP_BUDGET, check_reference_images  # FP32: per image, per sub-pixel
 from pixelrt.export.vae_export import BOUND_BUDGET, LATENT_BUDGET, REFERENCE_K, _manifest as vae_manifest, graph_io
 from pixelrt.models.pixelvae import CONTEXT, FeaturesGraph, PixelVAE
 from pixelrt.models.vae import EncoderGraph
-from pixelrt.runtime.bundle import MANIFEST, ImageSpec, load_bundle, write_manifest
+from pixelrt.bundle import MANIFEST, GraphSpec, HeadSpec, ImageSpec, Manifest, PartSpec, TensorSpec, load_bundle
+from pixelrt.bundle.writer import pending, write_manifest
 from pixelrt.runtime.vae import latent_noise
 
 REFERENCE = "reference.npz"
@@ -47,10 +47,9 @@ class PixelVAEExportCheck:
         return asdict(self)
 
 
-def _features_io(latent: int, shape: list) -> dict:
-    return {"file": "features.onnx",
-            "inputs": [{"name": "z", "dtype": "float32", "shape": ["batch", latent]}],
-            "outputs": [{"name": CONTEXT, "dtype": "float32", "shape": ["batch", *shape]}]}
+def _features_io(latent: int, shape: list) -> GraphSpec:
+    return GraphSpec("features.onnx", (TensorSpec("z", "float32", ("batch", latent)),),
+                     (TensorSpec(CONTEXT, "float32", ("batch", *shape)),))
 
 
 def posterior_maps(model: PixelVAE, x: np.ndarray) -> np.ndarray:
@@ -71,6 +70,7 @@ def export_pixelvae_bundle(model: PixelVAE, image: ImageSpec, reference_x: np.nd
         raise PixelrtError(f"the PixelVAE was built for {c.channels}x{c.height}x{c.width}, {c.levels} levels, not "
                            f"{'x'.join(map(str, image.shape))}, {image.levels} levels")
     ref_x = check_reference_images(image, reference_x)
+    check_finite_model(model)
     batch = torch.export.Dim("batch", min=1, max=65536)
     with atomic_directory(out, overwrite=overwrite) as tmp:
         log(f"exporting encoder.onnx and features.onnx (latent {c.latent} -> map {c.hidden}x{c.height}x{c.width})")
@@ -87,34 +87,28 @@ def export_pixelvae_bundle(model: PixelVAE, image: ImageSpec, reference_x: np.nd
             ref = model.bounds(torch.from_numpy(ref_x), torch.from_numpy(eps))
         elbo, iwae = ref["elbo"].numpy(), ref["iwae"].numpy()
         np.savez(tmp / REFERENCE, x=ref_x, eps=eps, elbo=elbo, iwae=iwae)
-        manifest = _manifest(model, image, tmp, elbo, iwae, seed, source or {})
-        write_manifest(tmp, manifest)
+        manifest = write_manifest(tmp, _manifest(model, image, tmp, elbo, iwae, seed, source or {}))
         check_x = ref_x if len(ref_x) != TRACE_BATCH else np.concatenate([ref_x, ref_x[:1]])
         log(f"validating with ONNX Runtime at {len(check_x)} images x {REFERENCE_K} samples (traced at batch {TRACE_BATCH})")
         check = validate_pixelvae(tmp, model, check_x, seed)
-        manifest["validation"] = check.as_dict()
-        write_manifest(tmp, manifest)
+        write_manifest(tmp, replace(manifest, validation=finite_validation(check.as_dict())))
     return load_bundle(out), check
 
 
-def _manifest(model: PixelVAE, image: ImageSpec, root: Path, elbo, iwae, seed: int, source: dict) -> dict:
+def _manifest(model: PixelVAE, image: ImageSpec, root: Path, elbo, iwae, seed: int, source: dict) -> Manifest:
     c = model.config
-    head = {"kind": "categorical", "levels": image.levels, "sampler": "inverse-cdf",
-            "decoder": "autoregressive (Gated PixelCNN given features(z))"}
+    head = HeadSpec("categorical", image.levels, "inverse-cdf", decoder="autoregressive (Gated PixelCNN given features(z))")
     doc = vae_manifest(model, image, elbo, iwae, seed, source, head)  # the VAE's record: latent, reference, versions
-    doc["kind"] = "pixelvae"
-    doc["graphs"] = {"encoder": graph_io(image, c.latent)["encoder"],
-                     "features": _features_io(c.latent, [c.hidden, c.height, c.width])}
-    doc["decoder"] = {"dir": SUB, "context": CONTEXT, "graphs": ["full", "step", "row"],
-                      "log_px": f"{SUB}/full.onnx on (x, features(z))",
-                      "sampling": f"z ~ N(0, I) -> features.onnx once -> the step loop of {SUB}/ with {CONTEXT}"}
-    producer = dict(doc["files"]["encoder.onnx"])
-    files = {"encoder.onnx": producer, "features.onnx": dict(producer), REFERENCE: {}}
-    sub = json.loads((root / SUB / MANIFEST).read_text())
-    files[f"{SUB}/{MANIFEST}"] = {}
-    files.update({f"{SUB}/{name}": {} for name in sub["files"]})
-    doc["files"] = files
-    return doc
+    sub = load_bundle(root / SUB).manifest
+    files = {"encoder.onnx": doc.files["encoder.onnx"], "features.onnx": doc.files["encoder.onnx"],
+             REFERENCE: pending(), f"{SUB}/{MANIFEST}": pending(),
+             **{f"{SUB}/{name}": pending(r.provenance) for name, r in sub.files.items()}}
+    return replace(doc, kind="pixelvae", files=files,
+                   graphs={"encoder": graph_io(image, c.latent)["encoder"],
+                           "features": _features_io(c.latent, [c.hidden, c.height, c.width])},
+                   parts={"pixelcnn": PartSpec(SUB, image, CONTEXT, "p(x|z): a Gated PixelCNN given features(z)")},
+                   notes={"log_px": f"{SUB}/full.onnx on (x, features(z))",
+                          "sampling": f"z ~ N(0, I) -> features.onnx once -> the step loop of {SUB}/ with {CONTEXT}"})
 
 
 def validate_pixelvae(root: Path, model: PixelVAE, x: np.ndarray, seed: int = 0,
@@ -154,7 +148,7 @@ def validate_pixelvae(root: Path, model: PixelVAE, x: np.ndarray, seed: int = 0,
         (f"|delta IWAE-{samples}| nats", check.max_delta_iwae, BOUND_BUDGET),
         ("teacher-forced step loop vs full graph, log p per sub-pixel", check.step_vs_full_max_dlogp, LOGP_BUDGET),
         ("teacher-forced step loop vs full graph, bits/dim per image", check.step_vs_full_max_dbpd, BPD_BUDGET))
-        if value > budget]
+        if not value <= budget]  # NaN is a miss
     if misses:
         raise ParityError("PixelVAE export validation failed (ONNX Runtime vs PyTorch): " + "; ".join(misses)
                           + ". The graph is not faithful; report this with the checkpoint.")

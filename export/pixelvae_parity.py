@@ -18,7 +18,7 @@ from pixelrt.export.pixelvae_export import posterior_maps
 from pixelrt.export.vae_export import BOUND_BUDGET, LATENT_BUDGET
 from pixelrt.export.vae_parity import torch_bounds
 from pixelrt.models.pixelvae import CONTEXT, PixelVAE
-from pixelrt.runtime.bundle import Bundle
+from pixelrt.bundle import Bundle
 from pixelrt.runtime.parity import ParityReport, diff_row
 from pixelrt.runtime.pixelvae import encode, features, open_pixelvae, pixelvae_backends, pixelvae_bounds
 from pixelrt.runtime.vae import iwae_ladder, latent_noise

@@ -21,7 +21,7 @@ from pixelrt.calibration.measure import measure_bundle
 from pixelrt.calibration.report import PrecisionReport
 from pixelrt.models.heads import gather_logp, log_softmax
 from pixelrt.models.reference import TorchStepRunner
-from pixelrt.runtime.bundle import Bundle
+from pixelrt.bundle import Bundle
 from pixelrt.runtime.evaluate import check_bundle_images
 from pixelrt.runtime.sampler import make_noise, step_loop
 
@@ -93,7 +93,7 @@ def run_precision_parity(model: torch.nn.Module, bundles: list[Bundle], x: np.nd
         for b in bundles:
             log(f"{runtime} {b.precision} bundle {b.root}")
             m = measure_bundle(b, x, teacher=teacher, samples=samples, seed=seed, runtime=runtime, progress=progress)
-            note = (b.manifest.get("calibration") or {}).get("method") or ""
+            note = (b.manifest.calibration or {}).get("method") or ""
             report.add(runtime, b.precision, m.bits_per_dim, m.logp, ref_bpd, ref_logp, m.step_vs_full_bpd,
                        float((m.samples == ref_samples.images).mean()), note=f"method {note}" if note else "")
     report.notes.append("budget d: |mean bits/dim - FP32 PyTorch| (fp32 1e-5, fp16 1e-3, int8 2% of the FP32 bits/dim); "

@@ -16,7 +16,7 @@ import torch
 
 from pixelrt.errors import ParityError
 from pixelrt.export.spec import BATCH, state_specs
-from pixelrt.runtime.bundle import Bundle, StateSpec
+from pixelrt.bundle import Bundle, GraphSpec, StateSpec, TensorSpec
 
 ROW_FILE = "row.onnx"
 
@@ -51,19 +51,19 @@ def row_example(row_module, stepper, channels: int, width: int, batch: int) -> t
     return tuple(args)
 
 
-def row_io(row_module, stepper, channels: int, width: int) -> dict:
+def row_graph(row_module, stepper, channels: int, width: int) -> GraphSpec:
     specs = {s.name: s for s in all_state_specs(stepper, width)}
     inputs = []
     for name in row_module.input_names():
         if name == "row_pixels":
-            inputs.append({"name": name, "dtype": "int64", "shape": [BATCH, channels, width]})
+            inputs.append(TensorSpec(name, "int64", (BATCH, channels, width)))
         elif name == "row":
-            inputs.append({"name": name, "dtype": "int64", "shape": []})
+            inputs.append(TensorSpec(name, "int64", ()))
         else:
-            inputs.append({"name": name, "dtype": "float32", "shape": list(specs[name].shape)})
+            inputs.append(TensorSpec(name, "float32", tuple(specs[name].shape)))
     by_source = {s.source: s for s in row_state_specs(stepper, width)}
-    outputs = [{"name": o, "dtype": "float32", "shape": list(by_source[o].shape)} for o in row_module.output_names()]
-    return {"inputs": inputs, "outputs": outputs}
+    outputs = [TensorSpec(o, "float32", tuple(by_source[o].shape)) for o in row_module.output_names()]
+    return GraphSpec(ROW_FILE, tuple(inputs), tuple(outputs))
 
 
 def export_row(model, stepper, channels: int, width: int, path: Path) -> torch.nn.Module:
@@ -91,13 +91,13 @@ def validate_row(bundle: Bundle, model, batch: int, seed: int = 0) -> float:
         for i in range(2):
             feeds = {}
             for inp in spec.inputs:
-                shape = [batch if d == BATCH else d for d in inp["shape"]]
-                if inp["name"] == "row_pixels":
-                    feeds[inp["name"]] = rng.integers(0, bundle.image.levels, shape).astype(np.int64)
-                elif inp["name"] == "row":
-                    feeds[inp["name"]] = np.array(i, np.int64)
+                shape = [batch if d == BATCH else d for d in inp.shape]
+                if inp.name == "row_pixels":
+                    feeds[inp.name] = rng.integers(0, bundle.image.levels, shape).astype(np.int64)
+                elif inp.name == "row":
+                    feeds[inp.name] = np.array(i, np.int64)
                 else:
-                    feeds[inp["name"]] = rng.standard_normal(shape).astype(np.float32)
+                    feeds[inp.name] = rng.standard_normal(shape).astype(np.float32)
             a, b = ort_row.infer(feeds), torch_row.infer(feeds)
             worst = max(worst, *(float(np.abs(a[k] - b[k]).max()) for k in spec.output_names()))
     if worst > LOGP_BUDGET:

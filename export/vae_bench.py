@@ -21,7 +21,7 @@ import torch
 from pixelrt.errors import PixelrtError
 from pixelrt.export.bench import _best_of, _load, _write_json_atomic
 from pixelrt.models.vae import VAE, DecoderGraph, TorchGraphRunner, VAEConfig
-from pixelrt.runtime.bundle import ImageSpec
+from pixelrt.bundle import ImageSpec
 
 
 @dataclass(frozen=True)

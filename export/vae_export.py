@@ -7,23 +7,20 @@ for sample, with the model's PyTorch bounds at a batch size the graphs were not 
 """
 from __future__ import annotations
 
-import datetime
-import platform
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import onnx
-import onnxruntime
 import torch
 
-import pixelrt
 from pixelrt.atomic import atomic_directory
 from pixelrt.errors import ParityError, PixelrtError
-from pixelrt.export.onnx_export import OPSET, TRACE_BATCH, _export
+from pixelrt.export.onnx_export import TRACE_BATCH, _export
 from pixelrt.models.vae import VAE, DecoderGraph, EncoderGraph
-from pixelrt.export.validate import check_reference_images
-from pixelrt.runtime.bundle import Bundle, ImageSpec, load_bundle, write_manifest
+from pixelrt.export.validate import check_finite_model, finite_validation, check_reference_images
+from pixelrt.bundle import Bundle, GraphSpec, HeadSpec, ImageSpec, LatentSpec, Manifest, ReferenceSpec, TensorSpec, \
+    load_bundle
+from pixelrt.bundle.writer import pending, write_manifest
 from pixelrt.runtime.ort_backend import OrtBackend
 from pixelrt.runtime.vae import latent_noise, vae_bounds
 
@@ -56,22 +53,20 @@ class VaeExportResult:
     check: VaeExportCheck
 
 
-def graph_io(image: ImageSpec, latent: int) -> dict:
+def graph_io(image: ImageSpec, latent: int) -> dict[str, GraphSpec]:
     C, H, W = image.shape
-    img = ["batch", C, H, W]
+    img = ("batch", C, H, W)
+    mu = TensorSpec("mu", "float32", ("batch", latent))
     return {
-        "encoder": {"file": "encoder.onnx",
-                    "inputs": [{"name": "x", "dtype": "uint8", "shape": img}],
-                    "outputs": [{"name": "mu", "dtype": "float32", "shape": ["batch", latent]},
-                                {"name": "logvar", "dtype": "float32", "shape": ["batch", latent]}]},
-        "decoder": {"file": "decoder.onnx",
-                    "inputs": [{"name": "z", "dtype": "float32", "shape": ["batch", latent]},
-                               {"name": "x", "dtype": "uint8", "shape": img, "note": "image scored by loglik/logp"},
-                               {"name": "noise", "dtype": "float32", "shape": img, "note": "uniform [0, 1) for sample"}],
-                    "outputs": [{"name": "loglik", "dtype": "float32", "shape": ["batch"], "unit": "nats"},
-                                {"name": "logp", "dtype": "float32", "shape": img, "unit": "nats"},
-                                {"name": "sample", "dtype": "uint8", "shape": img},
-                                {"name": "mean", "dtype": "float32", "shape": img, "unit": "levels"}]},
+        "encoder": GraphSpec("encoder.onnx", (TensorSpec("x", "uint8", img),),
+                             (mu, TensorSpec("logvar", "float32", ("batch", latent)))),
+        "decoder": GraphSpec("decoder.onnx",
+                             (TensorSpec("z", "float32", ("batch", latent)),
+                              TensorSpec("x", "uint8", img, note="image scored by loglik/logp"),
+                              TensorSpec("noise", "float32", img, note="uniform [0, 1) for sample")),
+                             (TensorSpec("loglik", "float32", ("batch",), unit="nats"),
+                              TensorSpec("logp", "float32", img, unit="nats"), TensorSpec("sample", "uint8", img),
+                              TensorSpec("mean", "float32", img, unit="levels"))),
     }
 
 
@@ -95,6 +90,7 @@ def export_vae_bundle(model: VAE, image: ImageSpec, reference_x: np.ndarray, out
         raise PixelrtError(f"the VAE was built for {c.channels}x{c.height}x{c.width}, {c.levels} levels, not "
                            f"{'x'.join(map(str, image.shape))}, {image.levels} levels")
     reference_x = check_reference_images(image, reference_x)
+    check_finite_model(model)
     with atomic_directory(out, overwrite=overwrite) as tmp:
         log(f"exporting encoder.onnx and decoder.onnx ({'x'.join(map(str, image.shape))}, {image.levels} levels, "
             f"latent {c.latent}, {c.likelihood} likelihood)")
@@ -103,48 +99,35 @@ def export_vae_bundle(model: VAE, image: ImageSpec, reference_x: np.ndarray, out
         ref = model.bounds(torch.from_numpy(reference_x), torch.from_numpy(eps))
         elbo, iwae = ref["elbo"].numpy(), ref["iwae"].numpy()
         np.savez(tmp / REFERENCE, x=reference_x, eps=eps, elbo=elbo, iwae=iwae)
-        manifest = _manifest(model, image, elbo, iwae, seed, source or {})
-        write_manifest(tmp, manifest)
+        manifest = write_manifest(tmp, _manifest(model, image, elbo, iwae, seed, source or {}))
         check_x = reference_x if len(reference_x) != TRACE_BATCH else np.concatenate([reference_x, reference_x[:1]])
         log(f"validating with ONNX Runtime at {len(check_x)} images x {REFERENCE_K} samples (traced at batch {TRACE_BATCH})")
         check = validate_vae_bundle(load_bundle(tmp), model, check_x, seed=seed)
-        manifest["validation"] = check.as_dict()
-        write_manifest(tmp, manifest)
+        write_manifest(tmp, replace(manifest, validation=finite_validation(check.as_dict())))
     return VaeExportResult(load_bundle(out), check)
 
 
+def vae_reference(image: ImageSpec, elbo: np.ndarray, iwae: np.ndarray, seed: int) -> ReferenceSpec:
+    per = lambda a: tuple(float(v) for v in a)  # noqa: E731
+    return ReferenceSpec(REFERENCE, int(len(elbo)), {
+        "elbo_nats": per(elbo), "iwae_nats": per(iwae), "bits_per_dim": per(image.bits_per_dim(elbo)),
+        "iwae_bits_per_dim": per(image.bits_per_dim(iwae))}, samples=REFERENCE_K, noise_seed=seed)
+
+
 def _manifest(model: VAE, image: ImageSpec, elbo: np.ndarray, iwae: np.ndarray, seed: int, source: dict,
-              head: dict | None = None) -> dict:
+              head: HeadSpec | None = None) -> Manifest:
     """The VAE's manifest; ``head`` (default: the decoder's likelihood) for models with another p(x|z)."""
-    C, H, W = image.shape
+    from pixelrt.export.bundle_writer import file_meta, now, versions
+
     c = model.config
-    producer = {"opset": OPSET, "producer": f"torch {torch.__version__} (torch.onnx dynamo exporter)",
-                "onnx": onnx.__version__}
-    if head is None:
-        head = ({"kind": "discretized-logistic", "levels": image.levels, "components": 1, "sampler": "inverse-cdf"}
-                if c.likelihood == "logistic" else
-                {"kind": "categorical", "levels": image.levels, "sampler": "inverse-cdf"})
-    return {
-        "kind": "vae",
-        **model.describe(),
-        "precision": "fp32",
-        "image": {"channels": C, "height": H, "width": W, "levels": image.levels},
-        "head": head,
-        "latent": {"size": c.latent, "prior": "standard-normal", "posterior": "diagonal-gaussian",
-                   "reparameterisation": "z = mu + exp(logvar / 2) * eps"},
-        "conditioning": [],
-        "graphs": graph_io(image, c.latent),
-        "state": [],
-        "files": {"encoder.onnx": dict(producer), "decoder.onnx": dict(producer), REFERENCE: {}},
-        "reference": {"file": REFERENCE, "images": int(len(elbo)), "samples": REFERENCE_K, "noise_seed": seed,
-                      "elbo_nats": [float(v) for v in elbo], "iwae_nats": [float(v) for v in iwae],
-                      "bits_per_dim": [float(v) for v in image.bits_per_dim(elbo)],
-                      "iwae_bits_per_dim": [float(v) for v in image.bits_per_dim(iwae)]},
-        "source": source,
-        "versions": {"pixelrt": pixelrt.__version__, "torch": torch.__version__, "onnx": onnx.__version__,
-                     "onnxruntime": onnxruntime.__version__, "python": platform.python_version()},
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
+    head = head or (HeadSpec("discretized-logistic", image.levels, "inverse-cdf", components=1) if c.likelihood == "logistic"
+            else HeadSpec("categorical", image.levels, "inverse-cdf"))
+    d = model.describe()
+    return Manifest(
+        kind="vae", family=d["family"], config=d["config"], image=image, head=head, latent=LatentSpec(c.latent),
+        graphs=graph_io(image, c.latent),
+        files={"encoder.onnx": file_meta(), "decoder.onnx": file_meta(), REFERENCE: pending()},
+        reference=vae_reference(image, elbo, iwae, seed), source=source, versions=versions(), created=now())
 
 
 def compare_graphs(model: VAE, encoder, decoder, x: np.ndarray, seed: int = 0) -> dict:

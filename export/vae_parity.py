@@ -15,7 +15,7 @@ import torch
 
 from pixelrt.export.vae_export import BOUND_BUDGET, LATENT_BUDGET, LOGP_BUDGET, compare_graphs
 from pixelrt.models.vae import VAE, DecoderGraph, EncoderGraph, TorchGraphRunner
-from pixelrt.runtime.bundle import Bundle
+from pixelrt.bundle import Bundle
 from pixelrt.runtime.ort_backend import OrtBackend
 from pixelrt.runtime.parity import ParityReport, Row, diff_row
 from pixelrt.runtime.vae import iwae_ladder, latent_noise, latent_size, vae_bounds

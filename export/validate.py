@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from pixelrt.errors import ParityError, PixelrtError
-from pixelrt.runtime.bundle import Bundle, ImageSpec
+from pixelrt.bundle import Bundle, ImageSpec
 from pixelrt.runtime.ort_backend import OrtBackend
 
 BPD_BUDGET = 1e-5   # |delta bits/dim| per image
@@ -21,10 +21,29 @@ LOGP_BUDGET = 1e-4  # |delta log p| per sub-pixel, nats
 
 def check_reference_images(image: ImageSpec, reference_x: np.ndarray) -> np.ndarray:
     """The reference batch every exporter stores and validates with: non-empty, of the model's shape and levels."""
-    if len(reference_x) == 0:
+    if not isinstance(reference_x, np.ndarray) or len(reference_x) == 0:
         raise PixelrtError("the reference batch is empty; export needs at least one real image to validate with")
     return image.check_images(reference_x, "reference images", "reference images are {got} but the model's "
                               "checkpoint is for {want}; pass --data with images of that shape")
+
+
+def check_finite_model(model: torch.nn.Module) -> None:
+    """Refuse to export a model with NaN or infinite weights: its graphs would validate as 'nan'."""
+    bad = [n for n, p in model.state_dict().items() if p.is_floating_point() and not bool(torch.isfinite(p).all())]
+    if bad:
+        raise PixelrtError(f"the model has non-finite weights in {len(bad)} tensors ({', '.join(bad[:3])}"
+                           f"{', ...' if len(bad) > 3 else ''}); training diverged: retrain with a lower --lr, or "
+                           "export an earlier checkpoint")
+
+
+def finite_validation(measured: dict) -> dict:
+    """The export's validation record, or ParityError if any measurement is NaN or infinite (fail closed:
+    a NaN compares false against every budget, so it would otherwise pass)."""
+    bad = [k for k, v in measured.items() if isinstance(v, float) and not np.isfinite(v)]
+    if bad:
+        raise ParityError(f"export validation measured non-finite values ({', '.join(f'{k}={measured[k]}' for k in bad)}); "
+                          "the graphs are not faithful and nothing was written")
+    return measured
 
 
 @dataclass

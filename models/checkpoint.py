@@ -17,7 +17,7 @@ from pixelrt.atomic import atomic_directory
 from pixelrt.documents import read_json_document
 from pixelrt.errors import CheckpointError, PixelrtError
 from pixelrt.models.registry import get_model
-from pixelrt.runtime.bundle import sha256_file
+from pixelrt.bundle.files import contained, sha256_file
 
 FORMAT = "pixelrt-checkpoint"
 CONFIG = "checkpoint.json"
@@ -54,14 +54,18 @@ def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict]:
     try:
         entry = get_model(doc["family"])
         model = entry.build(entry.make_config(**doc["config"]))
-        weights = path / doc["weights"]["file"]
+        name = doc["weights"]["file"]
         expected = doc["weights"]["sha256"]
+        if not isinstance(name, str) or not isinstance(expected, str):
+            raise TypeError("weights.file and weights.sha256 must be strings")
     except (KeyError, TypeError, ValueError, PixelrtError) as e:
         raise CheckpointError(f"{path / CONFIG} has a missing or malformed entry ({e}); re-run `pixelrt train`") from None
-    if not weights.is_file():
-        raise CheckpointError(f"{weights} is missing; the checkpoint is incomplete, re-run `pixelrt train`")
+    # the weights must be a regular file inside the checkpoint folder: never '../', an absolute path or a symlink out
+    weights = contained(path, name, CheckpointError, "the checkpoint is incomplete or was tampered with; re-run "
+                        "`pixelrt train`", what="checkpoint",
+                        missing=f"{path / name} is missing; the checkpoint is incomplete, re-run `pixelrt train`")
     if sha256_file(weights) != expected:
-        raise CheckpointError(f"{weights}: sha256 does not match {CONFIG}; the file was changed or truncated")
+        raise CheckpointError(f"{path / name}: sha256 does not match {CONFIG}; the file was changed or truncated")
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError) as e:

@@ -254,7 +254,7 @@ class PixelCNNPPStep(nn.Module):
 # -- what the host needs ------------------------------------------------------------------------
 def step_plan(model: PixelCNNPP, width: int):
     """The manifest's view of the two graphs: every state (step caches, row states) and the schedule."""
-    from pixelrt.runtime.bundle import StateSpec, StepSchedule
+    from pixelrt.bundle import StateSpec, StepSchedule
 
     step, row = PixelCNNPPStep(model, width), PixelCNNPPRow(model, width, bootstrap=False)
     states = []

@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "Dataset": "pixelrt.data", "load_dataset": "pixelrt.data", "split": "pixelrt.data",
-    "Bundle": "pixelrt.runtime.bundle", "ImageSpec": "pixelrt.runtime.bundle", "load_bundle": "pixelrt.runtime.bundle",
+    "Bundle": "pixelrt.bundle", "ImageSpec": "pixelrt.bundle", "load_bundle": "pixelrt.bundle",
     "OrtBackend": "pixelrt.runtime.ort_backend", "open_backend": "pixelrt.runtime.backends",
     "make_noise": "pixelrt.runtime.sampler", "step_loop": "pixelrt.runtime.sampler",
     "evaluate": "pixelrt.runtime.evaluate", "save_grid": "pixelrt.runtime.grid",

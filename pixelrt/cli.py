@@ -229,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_sample(args) -> int:
     from pixelrt.runtime.backends import step_backends
-    from pixelrt.runtime.bundle import load_bundle
+    from pixelrt.bundle import load_bundle
     from pixelrt.runtime.grid import save_grid
     from pixelrt.runtime.sampler import bundle_loop, make_noise
 
@@ -278,11 +278,12 @@ def cmd_sample(args) -> int:
 
 def cmd_eval(args) -> int:
     from pixelrt.runtime.backends import open_backend
-    from pixelrt.runtime.bundle import load_bundle
+    from pixelrt.bundle import load_bundle
     from pixelrt.runtime.evaluate import evaluate
+    from pixelrt.runtime.reference_check import check_reference, drift_budget
 
     bundle = load_bundle(args.bundle)
-    ds, tr, te, record = _split_data(args, bundle.manifest.get("source", {}).get("data"))
+    ds, tr, te, record = _split_data(args, bundle.manifest.data_record())
     from pixelrt.runtime.conditioning import data_context
 
     part = {"test": te, "train": tr, "all": ds}[args.split]
@@ -308,20 +309,20 @@ def cmd_eval(args) -> int:
         ref = bundle.reference()
         again = evaluate(full, bundle, ref["x"], source="bundle reference batch",
                          context={k: ref[k] for k in bundle.context})
-    drift = float(abs(again.loglik - ref["loglik"]).max())
-    print(f"{record['spec']} {args.split} split: {len(x)} images, {res.mean_bits_per_dim:.4f} bits/dim "
-          f"({args.runtime}); reference batch |d loglik| vs export time: {drift:.1e} nats")
+    print(f"{record['spec']} {args.split} split: {len(x)} images, {res.mean_bits_per_dim:.4f} bits/dim ({args.runtime})")
+    drift = check_reference(bundle, again.loglik, ref["loglik"])  # ParityError (exit 1) beyond budget
+    print(f"reference batch vs export time: |d bits/dim| {drift:.1e} (budget {drift_budget(bundle):.0e})")
     return 0
 
 
 def cmd_interpolate(args) -> int:
-    from pixelrt.runtime.bundle import load_bundle
+    from pixelrt.bundle import load_bundle
     from pixelrt.vae_commands import vae_interpolate
 
     bundle = load_bundle(args.bundle)
     if bundle.kind not in ("vae", "pixelvae"):
         raise PixelrtError(f"interpolate needs a VAE or PixelVAE bundle; {args.bundle} is a {bundle.family} bundle")
-    ds, tr, te, _ = _split_data(args, bundle.manifest.get("source", {}).get("data"))
+    ds, tr, te, _ = _split_data(args, bundle.manifest.data_record())
     x = {"test": te, "train": tr, "all": ds}[args.split].x
     if bundle.kind == "pixelvae":
         from pixelrt.pixelvae_commands import pv_interpolate
@@ -331,35 +332,40 @@ def cmd_interpolate(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from pixelrt.runtime.bundle import load_bundle, sub_bundles
+    from pixelrt.bundle import FORMAT_VERSION, load_bundle, sub_bundles
+    from pixelrt.runtime.graph_check import check_bundle_graphs
 
     b = load_bundle(args.bundle)
     m = b.manifest
-    print(f"{b.root}: {b.family} bundle, format {m['format_version']}, precision {b.precision}")
-    if "calibration" in m:  # written by `pixelrt calibrate`
-        cal, meas = m["calibration"], m["calibration"].get("measured", {})
-        print(f"  calibrated: method {cal.get('method') or '-'}, set {(cal.get('calibration_set') or {}).get('name', '-')}"
-              f"; held-out bits/dim fp32 {meas.get('bits_per_dim_fp32', float('nan')):.5f} -> "
-              f"{meas.get('bits_per_dim_' + b.precision, float('nan')):.5f}")
-    print(f"  image {'x'.join(map(str, b.image.shape))}, {b.image.levels} levels, head {m['head']['kind']}")
-    if b.kind == "pixelvae":
-        print(f"  kind pixelvae: latent {m['latent']['size']}, p(x|z) by {m['decoder']['dir']}/ (a Gated PixelCNN given "
-              f"{m['decoder']['context']} = features(z)); reference bits/dim below are the ELBO's")
-    if b.kind == "vae":
-        print(f"  kind vae: latent {m['latent']['size']}, {m['latent']['prior']} prior, {m['latent']['posterior']} "
-              "posterior; reference bits/dim below are the ELBO's")
-    parts = [(b, "")] + [(sub, d + "/") for d, sub in sub_bundles(b)]  # multi-scale stages, PixelVAE's PixelCNN
-    for part, prefix in parts:
+    checked = check_bundle_graphs(b)
+    print(f"{b.root}: {b.family} bundle ({b.kind}), format {FORMAT_VERSION}, precision {b.precision}")
+    if m.calibration is not None:  # written by `pixelrt calibrate`
+        cal = m.calibration
+        meas = cal.get("measured") if isinstance(cal.get("measured"), dict) else {}
+        num = lambda k: meas.get(k) if isinstance(meas.get(k), (int, float)) else float("nan")  # noqa: E731
+        cset = cal.get("calibration_set") if isinstance(cal.get("calibration_set"), dict) else {}
+        print(f"  calibrated: method {cal.get('method') or '-'}, set {cset.get('name', '-')}; held-out bits/dim fp32 "
+              f"{num('bits_per_dim_fp32'):.5f} -> {num('bits_per_dim_' + b.precision):.5f}")
+    print(f"  image {'x'.join(map(str, b.image.shape))}, {b.image.levels} levels, head {m.head.kind}")
+    if m.latent is not None:
+        print(f"  kind {b.kind}: latent {m.latent.size}, {m.latent.prior} prior, {m.latent.posterior} posterior; reference bits/dim "
+              "below are the ELBO's")
+    for name, part in m.parts.items():
+        print(f"  part {name}: {part.dir}/ ({part.role}"
+              + (f"; context {part.context}" if part.context else "") + ")")
+    parts = [b] + [sub for _, sub in sub_bundles(b)]  # multi-scale stages, PixelVAE's PixelCNN
+    for part in parts:
         for name, g in part.graphs.items():
-            meta = m["files"][prefix + g.file]
-            print(f"  {name:5s} {prefix + g.file:10s} {meta['bytes'] / 1024:8.1f} KiB  sha256 {meta['sha256'][:12]}  "
+            rec = m.files[part.prefix + g.file]
+            print(f"  {name:5s} {part.prefix + g.file:10s} {rec.bytes / 1024:8.1f} KiB  sha256 {rec.sha256[:12]}  "
                   f"inputs {', '.join(g.input_names())}")
-    states = [s for part, _ in parts for s in part.state]
-    state_bytes = sum(int(np.prod(s.shape[1:])) * np.dtype(s.dtype).itemsize for s in states)
+    states = [s for part in parts for s in part.state]
+    state_bytes = sum(s.bytes_per_image for s in states)
     kinds = sorted({s.update for s in states})
     print(f"  state: {len(states)} {'/'.join(kinds) or 'ring-row'} state tensors, {state_bytes / 1024:.1f} KiB per image")
-    print(f"  reference bits/dim: {', '.join(f'{v:.4f}' for v in m['reference']['bits_per_dim'])}")
-    print("  checksums verified")
+    print(f"  reference bits/dim: {', '.join(f'{v:.4f}' for v in m.reference.bits_per_dim)}")
+    print(f"  manifest valid; {len(m.files)} files inside the bundle, checksums verified; {checked} graphs match the "
+          "manifest")
     return 0
 
 

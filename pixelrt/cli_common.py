@@ -66,6 +66,9 @@ def _split_data(args, recorded: dict | str | None = None):
         return value if value is not None else recorded.get(key) if recorded.get(key) is not None else default
 
     spec = pick("data", "spec", None)
+    if not spec and recorded.get("recorded_path"):
+        raise PixelrtError(f"the bundle records its data set as {recorded['recorded_path']!r}; pixelrt does not open "
+                           "paths a bundle names: pass it yourself with --data (the recorded split is still used)")
     if not spec:
         raise PixelrtError("no data set given and none recorded with the model; pass --data")
     record = {"spec": spec, "levels": pick("levels", "levels", None),

@@ -50,7 +50,7 @@ def cmd_train(args) -> int:
 def cmd_export(args) -> int:
     from pixelrt.export.bundle_writer import export_bundle
     from pixelrt.models.checkpoint import load_checkpoint
-    from pixelrt.runtime.bundle import ImageSpec
+    from pixelrt.bundle import ImageSpec
 
     model, meta = load_checkpoint(args.checkpoint)
     image = ImageSpec(**meta["image"])
@@ -85,7 +85,7 @@ def cmd_parity(args) -> int:
     from pixelrt.export.bundle_writer import export_bundle
     from pixelrt.export.parity import run_parity
     from pixelrt.models.checkpoint import load_checkpoint
-    from pixelrt.runtime.bundle import ImageSpec, load_bundle
+    from pixelrt.bundle import ImageSpec, load_bundle
 
     model, meta = load_checkpoint(args.checkpoint)
     if getattr(model, "bundle_kind", None) == "multiscale":
@@ -157,19 +157,19 @@ def _receptive_field(args, model, meta) -> int:
 
 def cmd_calibrate(args) -> int:
     from pixelrt.calibration.calibrate import calibrate_bundle
-    from pixelrt.runtime.bundle import load_bundle
+    from pixelrt.bundle import load_bundle
 
     bundle = load_bundle(args.bundle)
     for flag in ("calib_images", "step_images", "heldout"):
         if getattr(args, flag) < 1:
             raise PixelrtError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
-    _, train, test, record = _split_data(args, bundle.manifest.get("source", {}).get("data"))
+    _, train, test, record = _split_data(args, bundle.manifest.data_record())
     t0 = time.perf_counter()
     res = calibrate_bundle(bundle.root, args.out, args.precision, test.x[: args.heldout],
                            calib_x=train.x[: args.calib_images], data_name=f"{record['spec']}",
                            method=args.method, overwrite=args.force, step_images=args.step_images,
                            step_feeds_max=args.step_feeds, progress=not args.no_progress)
-    m = res.bundle.manifest["calibration"]["measured"]
+    m = res.bundle.manifest.calibration["measured"]  # this run's own record, just written
     for method, bpd in res.candidates.items():
         print(f"  {method:10s} held-out {bpd:.5f} bits/dim ({(bpd - res.fp32_bpd) / res.fp32_bpd:+.2%})"
               + ("  <- kept" if method == res.method else ""))
@@ -185,7 +185,7 @@ def cmd_calibrate(args) -> int:
 def _precision_parity(args, model, x) -> int:
     from pixelrt.export.precision_check import run_precision_parity
     from pixelrt.runtime.backends import RUNTIMES
-    from pixelrt.runtime.bundle import load_bundle
+    from pixelrt.bundle import load_bundle
 
     runtimes = tuple(r.strip() for r in args.runtimes.split(",") if r.strip())
     unknown = [r for r in runtimes if r not in RUNTIMES]

@@ -17,7 +17,7 @@ def run_demo(out: Path, minutes: float = 1.0) -> int:
     from pixelrt.models import PixelCNN, PixelCNNConfig
     from pixelrt.models.checkpoint import load_checkpoint
     from pixelrt.models.train import TrainConfig, checkpoint_meta, train
-    from pixelrt.runtime.bundle import ImageSpec
+    from pixelrt.bundle import ImageSpec
     from pixelrt.runtime.evaluate import evaluate
     from pixelrt.runtime.grid import save_grid
     from pixelrt.runtime.ort_backend import OrtBackend

@@ -87,11 +87,12 @@ def _profile(args):
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from pixelrt.runtime.bundle import load_bundle, sub_bundles
+    from pixelrt.bundle import load_bundle, sub_bundles
+    from pixelrt.runtime.graph_check import check_bundle_graphs
     from pixelrt.runtime.trt_profiles import estimate_memory, precision_advice
     from pixelrt.runtime.trt_support import check_bundle, format_checks
 
-    bundle = load_bundle(args.bundle)
+    bundle = load_bundle(args.bundle)  # the manifest, containment and checksums, as every command
     parts = [("", bundle)] + [(d + "/", b) for d, b in sub_bundles(bundle)]  # composite bundles: every part
     checks = []
     for prefix, part in parts:
@@ -111,13 +112,15 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     bad = [c for c in checks if c.errors]
     if bad:
         print(f"TensorRT would reject {', '.join(c.file for c in bad)}; fix the nodes above and re-export")
+    check_bundle_graphs(bundle)  # every graph against the manifest (names, types, dims, identity): exit 2 on a miss
+    if bad:
         return 1
     print(f"all {len(checks)} graphs pass the TensorRT parser check")
     return 0
 
 
 def cmd_build_engine(args: argparse.Namespace) -> int:
-    from pixelrt.runtime.bundle import load_bundle, sub_bundles
+    from pixelrt.bundle import load_bundle, sub_bundles
     from pixelrt.runtime.trt_profiles import estimate_memory, precision_advice
 
     bundle = load_bundle(args.bundle)

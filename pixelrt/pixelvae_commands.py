@@ -66,7 +66,7 @@ def pv_interpolate(args, bundle, x: np.ndarray) -> int:
 
 def pv_export(args, model, meta, test_x: np.ndarray, record: dict) -> int:
     from pixelrt.export.pixelvae_export import export_pixelvae_bundle
-    from pixelrt.runtime.bundle import ImageSpec
+    from pixelrt.bundle import ImageSpec
 
     t0 = time.perf_counter()
     _, c = export_pixelvae_bundle(model, ImageSpec(**meta["image"]), test_x[: args.reference], args.out,

@@ -63,13 +63,15 @@ def latent_eval(args, bundle, x: np.ndarray, source: str, bounds, note: str = ""
         res = f(x, ks, seed=args.seed, batch_size=max(args.batch_size, 1), progress=True, source=source)
         again = f(ref["x"], [K], eps=ref["eps"], source="bundle reference batch")
     dt = time.perf_counter() - t0
-    drift = max(float(np.abs(again.elbo - ref["elbo"]).max()), float(np.abs(again.iwae[K] - ref["iwae"]).max()))
     print(f"{source}: {len(x)} images, {args.runtime}, noise seed {args.seed}, {dt:.1f} s{note}")
     print(f"  ELBO     {res.bits_per_dim(res.elbo):.4f} bits/dim  (KL {res.kl.mean():.2f} nats, "
           f"reconstruction {-res.recon.mean():.2f} nats, averaged over {ks[-1]} samples)")
     for kk in ks:
         print(f"  IWAE-{kk:<5d} {res.bits_per_dim(res.iwae[kk]):.4f} bits/dim")
-    print(f"reference batch |d ELBO|, |d IWAE| vs export time: {drift:.1e} nats")
+    from pixelrt.runtime.reference_check import check_reference, drift_budget
+
+    drift = max(check_reference(bundle, again.elbo, ref["elbo"]), check_reference(bundle, again.iwae[K], ref["iwae"]))
+    print(f"reference batch |d ELBO|, |d IWAE| vs export time: {drift:.1e} bits/dim (budget {drift_budget(bundle):.0e})")
     return 0
 
 
@@ -99,7 +101,7 @@ def vae_interpolate(args, bundle, x: np.ndarray) -> int:
 
 def vae_export(args, model, meta, test_x: np.ndarray, record: dict) -> int:
     from pixelrt.export.vae_export import export_vae_bundle
-    from pixelrt.runtime.bundle import ImageSpec
+    from pixelrt.bundle import ImageSpec
 
     t0 = time.perf_counter()
     result = export_vae_bundle(model, ImageSpec(**meta["image"]), test_x[: args.reference], args.out,
@@ -129,7 +131,7 @@ def latent_parity(args, meta, test_x: np.ndarray, record: dict, export, run) -> 
     import json
     import tempfile
 
-    from pixelrt.runtime.bundle import ImageSpec, load_bundle
+    from pixelrt.bundle import ImageSpec, load_bundle
 
     k = 100 if args.iwae is None else args.iwae
     with tempfile.TemporaryDirectory(prefix="pixelrt-parity-") as tmp:

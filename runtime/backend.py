@@ -31,6 +31,7 @@ class Backend:
     name = "backend"
 
     def __init__(self, path: str | Path):
+        self.graph = path  # a bundle GraphFile (verified bytes, checked against the manifest) or a plain path
         self.path = Path(path)
         self.inputs: dict[str, tuple[np.dtype, tuple]] = {}
         self.output_names: list[str] = []

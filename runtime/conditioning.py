@@ -14,9 +14,9 @@ import numpy as np
 from pixelrt.errors import PixelrtError
 
 
-def records(bundle) -> dict[str, dict]:
-    """name -> manifest record ({"name", "dtype", "shape", "kind", ...}) of each conditioning input."""
-    return {r["name"]: r for r in bundle.manifest.get("conditioning") or []}
+def records(bundle) -> dict:
+    """name -> ConditioningSpec of each conditioning input."""
+    return {r.name: r for r in bundle.manifest.conditioning}
 
 
 def check_conditioning(bundle, context: dict | None, n: int) -> dict[str, np.ndarray]:
@@ -31,19 +31,19 @@ def check_conditioning(bundle, context: dict | None, n: int) -> dict[str, np.nda
         if rec is None:
             out[name] = value
             continue
-        want = (n, *rec.get("shape", []))
+        want = (n, *rec.shape)
         if value.shape != want:
             raise PixelrtError(f"conditioning input {name!r} has shape {value.shape}, expected {want}")
-        if rec.get("kind") == "class":
+        if rec.kind == "class":
             if not np.issubdtype(value.dtype, np.integer):
                 raise PixelrtError(f"labels must be integers, got {value.dtype}")
-            classes = int(rec["classes"])
+            classes = rec.classes
             if value.size and (value.min() < 0 or value.max() >= classes):
                 raise PixelrtError(f"labels must lie in 0..{classes - 1} (the model has {classes} classes), "
                                    f"got {value.min()}..{value.max()}")
         elif np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
             raise PixelrtError(f"conditioning input {name!r} contains NaN or infinity")
-        out[name] = np.ascontiguousarray(value, dtype=rec["dtype"])
+        out[name] = np.ascontiguousarray(value, dtype=rec.dtype)
     return out
 
 
@@ -85,9 +85,9 @@ def sample_context(bundle, n: int) -> dict[str, np.ndarray]:
     """Context for ``n`` parity samples: labels cycling through the classes; maps cannot be made up."""
     out = {}
     for name in bundle.context:
-        rec = records(bundle).get(name, {})
-        if rec.get("kind") != "class":
+        rec = records(bundle).get(name)
+        if rec is None or rec.kind != "class":
             raise PixelrtError(f"the bundle takes a {name!r} input pixelrt cannot invent for sampling; "
                                "use the Python API and pass it as context")
-        out[name] = np.arange(n, dtype=np.int64) % int(rec["classes"])
+        out[name] = np.arange(n, dtype=np.int64) % rec.classes
     return out

@@ -28,7 +28,7 @@ from typing import Callable, Iterator
 
 from pixelrt.atomic import atomic_write_bytes
 from pixelrt.errors import PixelrtError
-from pixelrt.runtime.bundle import sha256_file
+from pixelrt.bundle import sha256_file
 
 CACHE_ENV = "PIXELRT_ENGINE_CACHE"
 RECORD_FORMAT = "pixelrt-trt-engine"

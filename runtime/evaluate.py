@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pixelrt.errors import PixelrtError
-from pixelrt.runtime.bundle import Bundle
+from pixelrt.bundle import Bundle
 
 
 @dataclass

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pixelrt.atomic import atomic_write_bytes
 from pixelrt.errors import PixelrtError
-from pixelrt.runtime.bundle import ImageSpec
+from pixelrt.bundle import ImageSpec
 
 GPU_RUNTIMES = ("trt", "ort-cuda", "ort-cuda-graph", "ort-trt")
 EP = {"ort-cuda": "CUDAExecutionProvider", "ort-cuda-graph": "CUDAExecutionProvider",

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from pixelrt.errors import BundleError, PixelrtError
-from pixelrt.runtime.bundle import REEXPORT, Bundle, load_bundle
+from pixelrt.bundle import Bundle, load_bundle
 
 STAGES = ("stage1", "stage2")
 
@@ -47,25 +47,15 @@ class MultiScaleBundle:
 
     @property
     def context_name(self) -> str:
-        return self.top.manifest["stages"]["stage2"]["context"]
+        return self.top.manifest.parts["stage2"].context
 
 
 def open_multiscale(bundle: Bundle | str | Path) -> MultiScaleBundle:
-    """The stages of a verified multi-scale bundle (the top manifest's sha256s cover the stages' files)."""
+    """The stages of a verified multi-scale bundle (loaded and checked by ``load_bundle`` as its parts)."""
     top = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
     if top.kind != "multiscale":
         raise BundleError(f"{top.root} is a {top.kind} bundle, not a multi-scale one")
-    try:
-        stages = top.manifest["stages"]
-        subs = [load_bundle(top.root / stages[k]["dir"], verify=False) for k in STAGES]
-        ctx = stages["stage2"]["context"]
-    except (KeyError, TypeError) as e:
-        raise BundleError(f"{top.root / 'manifest.json'} is missing or has a malformed entry stages {e}; {REEXPORT}") from None
-    s1, s2 = subs
-    if s2.context != (ctx,) or s2.image.shape != top.image.shape or \
-            s1.image.shape != (top.image.channels, top.image.height // 2, top.image.width // 2):
-        raise BundleError(f"{top.root}: the stages' images or stage 2's context do not match the manifest; {REEXPORT}")
-    return MultiScaleBundle(top, s1, s2)
+    return MultiScaleBundle(top, top.parts["stage1"], top.parts["stage2"])
 
 
 @dataclass

@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from pixelrt.errors import BundleError, PixelrtError
+from pixelrt.errors import PixelrtError
 from pixelrt.runtime.backend import ONNX_TO_NUMPY, Backend
+from pixelrt.runtime.graph_check import open_session
 
 PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
              "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]}
@@ -65,10 +66,7 @@ class OrtBackend(Backend):
         opts.log_severity_level = 3
         if self.threads:
             opts.intra_op_num_threads = self.threads
-        try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=self._providers())
-        except Exception as e:  # noqa: BLE001 - ORT raises several unrelated types for a bad file
-            raise BundleError(f"{self.path}: ONNX Runtime cannot load this graph ({str(e)[:200]}); re-run `pixelrt export`") from None
+        self.session = open_session(self.graph, opts, self._providers())
         self.inputs = {
             i.name: (np.dtype(ONNX_TO_NUMPY[i.type]), tuple(d if isinstance(d, int) else None for d in i.shape))
             for i in self.session.get_inputs()

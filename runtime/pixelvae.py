@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from pixelrt.errors import BundleError, DataError, PixelrtError
-from pixelrt.runtime.bundle import REEXPORT, Bundle, load_bundle
+from pixelrt.bundle import Bundle, load_bundle
 from pixelrt.runtime.vae import VaeBounds, encode, latent_bounds, latent_size
 
 
@@ -40,27 +40,16 @@ class PixelVAEBundle:
 
     @property
     def context_name(self) -> str:
-        return self.top.manifest["decoder"]["context"]
+        return self.top.manifest.parts["pixelcnn"].context
 
 
 def open_pixelvae(bundle: Bundle | str | Path) -> PixelVAEBundle:
-    """The parts of a verified PixelVAE bundle (the top manifest's sha256s cover pixelcnn/'s files)."""
+    """The parts of a verified PixelVAE bundle (``load_bundle`` checked the PixelCNN part and its context)."""
     top = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
     if top.kind != "pixelvae":
         raise BundleError(f"{top.root} is a {top.kind} bundle ({top.family}), not a PixelVAE; export one from "
                           "`pixelrt train --model pixelvae`")
-    try:
-        dec = top.manifest["decoder"]
-        sub = load_bundle(top.root / dec["dir"], verify=False)
-        ctx = dec["context"]
-    except (KeyError, TypeError) as e:
-        raise BundleError(f"{top.root / 'manifest.json'} is missing or has a malformed entry decoder {e}; "
-                          f"{REEXPORT}") from None
-    cond = top.graphs["features"].outputs[0]
-    if sub.context != (ctx,) or sub.image.shape != top.image.shape or sub.image.levels != top.image.levels \
-            or cond["name"] != ctx:
-        raise BundleError(f"{top.root}: the PixelCNN's image or context does not match the manifest; {REEXPORT}")
-    return PixelVAEBundle(top, sub)
+    return PixelVAEBundle(top, top.parts["pixelcnn"])
 
 
 def features(graph, z: np.ndarray, name: str, batch_size: int = 1024) -> np.ndarray:

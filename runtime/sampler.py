@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from pixelrt.data import check_images
-from pixelrt.errors import PixelrtError
-from pixelrt.runtime.bundle import ImageSpec, StateSpec, StepSchedule
+from pixelrt.errors import BundleError, PixelrtError
+from pixelrt.bundle import ImageSpec, StateSpec, StepSchedule
 
 
 @dataclass
@@ -189,6 +189,10 @@ def _loop_batch(runner, row_runner, image, schedule, state, noise, force, contex
                 caches[st.name] = np.ascontiguousarray(out[st.source])
                 if st.name in feeds:
                     feeds[st.name] = caches[st.name]
+        if values[i].min() < 0 or values[i].max() >= image.levels:
+            raise BundleError(f"the step graph sampled {int(values[i].min())}..{int(values[i].max())} in row {i}, "
+                              f"outside the bundle's {image.levels} levels: the graph is not the model its manifest "
+                              "describes; re-export the bundle from its checkpoint")
         if row_states:
             _run_row_graph(row_runner, i, values[i], caches, feeds, row_states, context)
         if bar is not None:

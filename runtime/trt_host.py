@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from pixelrt.errors import PixelrtError
-from pixelrt.runtime.bundle import ImageSpec, StateSpec
+from pixelrt.bundle import ImageSpec, StateSpec
 from pixelrt.runtime.trt_loop import BufferPlan, StepTables
 
 ORT_TYPES = {"tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(int32)": np.int32,

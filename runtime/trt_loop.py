@@ -42,7 +42,7 @@ import numpy as np
 
 from pixelrt.data import check_images
 from pixelrt.errors import PixelrtError
-from pixelrt.runtime.bundle import ImageSpec, StateSpec, StepSchedule
+from pixelrt.bundle import ImageSpec, StateSpec, StepSchedule
 from pixelrt.runtime.sampler import StepResult, _progress, check_context, check_noise
 
 LOOP_INPUTS = ("pixel", "row", "col", "channel", "force", "noise")

@@ -172,10 +172,12 @@ def estimate_memory(bundle, profile: BuildProfile) -> MemoryEstimate:
         per_image = int(np.prod(s.shape[1:])) * np.dtype(s.dtype).itemsize
         # replace: ping-pong pair; row: the state and the row graph's output it is copied from
         state += per_image * batch * (2 if s.update in ("replace", "row") else 1)
-    img, sched = bundle.image, bundle.step_schedule
-    steps = img.height * img.width * sched.substeps_per_pixel
-    cps = sched.channels_per_substep(img.channels)
-    loop_io = batch * (steps * sched.noise_per_substep * 4 + steps * cps * (8 + 8 + 4) + img.channels * 8)
+    img, sched = bundle.image, bundle.manifest.schedule
+    loop_io = 0
+    if sched is not None:  # bundles with a step loop of their own (a VAE's or PixelVAE's top has none)
+        steps = img.height * img.width * sched.substeps_per_pixel
+        cps = sched.channels_per_substep(img.channels)
+        loop_io = batch * (steps * sched.noise_per_substep * 4 + steps * cps * (8 + 8 + 4) + img.channels * 8)
     if any(s.update == "row" for s in bundle.state):  # the device loop's finished row (int64) for the row graph
         loop_io += batch * img.channels * img.width * 8
     return MemoryEstimate(weights, acts, state, loop_io, profile.workspace_mib * MIB, batch,

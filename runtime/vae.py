@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pixelrt.errors import BundleError, DataError, PixelrtError
-from pixelrt.runtime.bundle import Bundle, ImageSpec
+from pixelrt.bundle import Bundle, ImageSpec
 
 LOG_2PI = math.log(2.0 * math.pi)
 MAX_K = 100_000
@@ -30,7 +30,7 @@ def latent_size(bundle: Bundle) -> int:
     if bundle.kind not in ("vae", "pixelvae"):
         raise BundleError(f"{bundle.root} is a {bundle.kind} bundle ({bundle.family}), not a VAE; this command "
                           "needs a bundle exported from `pixelrt train --model vae`")
-    return int(bundle.manifest["latent"]["size"])
+    return bundle.manifest.latent.size
 
 
 def latent_noise(n: int, k: int, latent: int, seed: int, start: int = 0) -> np.ndarray:

@@ -14,7 +14,7 @@ import torch  # noqa: E402
 
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
-from pixelrt.runtime.bundle import ImageSpec
+from pixelrt.bundle import ImageSpec
 
 try:
     import onnxruntime as _ort
@@ -39,10 +39,10 @@ def tiny_pixelcnn(channels: int, levels: int, seed: int = 0):
     return PixelCNN(cfg).eval()
 
 
-def _bundle(tmp_path_factory, channels, height, width, levels, name):
+def _bundle(tmp_path_factory, channels, height, width, levels, name, seed: int = 0):
     from pixelrt.export.bundle_writer import export_bundle
 
-    model = tiny_pixelcnn(channels, levels)
+    model = tiny_pixelcnn(channels, levels, seed)
     image = ImageSpec(channels, height, width, levels)
     x = np.random.default_rng(1).integers(0, levels, (5, channels, height, width)).astype(np.uint8)
     out = tmp_path_factory.mktemp(name) / "bundle"
@@ -54,6 +54,27 @@ def _bundle(tmp_path_factory, channels, height, width, levels, name):
 def grey_bundle(tmp_path_factory):
     """(model, bundle): 1x5x6 images, 7 levels, 2 residual blocks."""
     return _bundle(tmp_path_factory, 1, 5, 6, 7, "grey")
+
+
+@pytest.fixture(scope="session")
+def grey_bundle_other_weights(tmp_path_factory):
+    """(model, bundle): grey_bundle's shape, levels and states, with other weights (a swapped-graph forgery)."""
+    return _bundle(tmp_path_factory, 1, 5, 6, 7, "grey-other", seed=1)
+
+
+@pytest.fixture(scope="session")
+def multiscale_bundle(tmp_path_factory):
+    """(model, bundle, check, x): Multi-Scale PixelRNN, 1x8x8 images, 16 levels, Row LSTM stages."""
+    from pixelrt.export.multiscale_export import export_multiscale
+    from pixelrt.models.multiscale import MultiScale, MultiScaleConfig
+
+    torch.manual_seed(0)
+    model = MultiScale(MultiScaleConfig(channels=1, levels=16, hidden=4, state=2, layers=2, input_kernel=3,
+                                        row_kernel=3, head_hidden=4, up_channels=4)).eval()
+    x = np.random.default_rng(0).integers(0, 16, (3, 1, 8, 8)).astype(np.uint8)
+    out = tmp_path_factory.mktemp("ms") / "bundle"
+    bundle, check = export_multiscale(model, ImageSpec(1, 8, 8, 16), x, out, log=lambda m: None)
+    return model, bundle, check, x
 
 
 @pytest.fixture(scope="session")

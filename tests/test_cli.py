@@ -70,8 +70,12 @@ def test_info_and_sample_write_what_they_say(exported, workdir, capsys):
 
 
 def test_eval_reports_the_training_bits_per_dim(exported, trained, workdir, capsys):
-    """Without flags, eval uses the data set and held-out split recorded at training time."""
-    assert main(["eval", str(exported)]) == 0
+    """Given the data file, eval uses the held-out split recorded at training time; without --data it asks for
+    the file instead of opening the path the bundle records (a bundle never makes pixelrt read outside it)."""
+    assert main(["eval", str(exported)]) == 2
+    assert f"records its data set as '{workdir / 'tiny.npz'}'; pixelrt does not open paths a bundle names" \
+        in capsys.readouterr().err
+    assert main(["eval", str(exported), "--data", str(workdir / "tiny.npz")]) == 0
     out = capsys.readouterr().out
     bpd = float(out.split(" bits/dim")[0].split()[-1])
     meta = json.loads((trained / "checkpoint.json").read_text())
@@ -98,7 +102,7 @@ def test_parity_against_another_models_bundle_exits_1(trained, tmp_path, capsys)
     """A bundle exported from different weights (same shape) must miss the budgets, not pass."""
     from pixelrt.export.bundle_writer import export_bundle
     from pixelrt.models.checkpoint import load_checkpoint
-    from pixelrt.runtime.bundle import ImageSpec
+    from pixelrt.bundle import ImageSpec
 
     model, _ = load_checkpoint(trained)
     other = type(model)(model.config)  # same architecture, fresh random weights

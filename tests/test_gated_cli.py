@@ -60,7 +60,7 @@ def test_sample_label_errors(bundle, workdir, capsys, argv, message):
 
 def test_eval_and_parity_use_the_data_sets_labels(bundle, workdir, capsys):
     ckpt, out = bundle
-    assert main(["eval", str(out)]) == 0
+    assert main(["eval", str(out), "--data", str(workdir / "tiny.npz")]) == 0
     assert "bits/dim" in capsys.readouterr().out
     assert main(["parity", str(ckpt), "--bundle", str(out), "-n", "4", "--samples", "3", "--teacher", "2",
                  "--no-progress"]) == 0

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from pixelrt.cli import main
-from pixelrt.runtime.bundle import load_bundle
+from pixelrt.bundle import load_bundle
 
 TINY = ["--set", "hidden=4", "--set", "state=2", "--set", "layers=1", "--set", "head_hidden=4",
         "--set", "up_channels=4", "--set", "input_kernel=3"]
@@ -27,8 +27,8 @@ def run(tmp_path_factory):
 def test_export_writes_one_multiscale_bundle(run):
     d, _ = run
     b = load_bundle(d / "bundle")
-    assert b.kind == "multiscale" and b.manifest["stages"]["stage2"]["context"] == "bias"
-    assert b.manifest["validation"]["full_max_dbpd"] <= 1e-5
+    assert b.kind == "multiscale" and b.manifest.parts["stage2"].context == "bias"
+    assert b.manifest.validation["full_max_dbpd"] <= 1e-5
 
 
 def test_sample_and_eval(run, capsys):
@@ -56,7 +56,7 @@ def test_parity_and_receptive_field(run, capsys):
 
 def test_bench_reports_naive_and_cached_sampling():
     from pixelrt.export.bench_multiscale import format_ms_report, run_ms_bench
-    from pixelrt.runtime.bundle import ImageSpec
+    from pixelrt.bundle import ImageSpec
 
     recs = run_ms_bench([2], image=ImageSpec(1, 4, 4, 4), config=dict(channels=1, levels=4, hidden=4, state=2,
                         layers=1, head_hidden=4, up_channels=4, input_kernel=3), log=lambda s: None)

@@ -35,6 +35,7 @@ def test_train_records_the_family_and_its_defaults(run):
 
 def test_info_sample_interpolate_eval_parity(run, capsys):
     b = str(run / "bundle")
+    data = ["--data", str(run / "tiny.npz")]  # a bundle never makes pixelrt open the data path it records
     assert main(["info", b]) == 0
     out = capsys.readouterr().out
     assert "kind pixelvae: latent 2" in out and "checksums verified" in out
@@ -44,9 +45,9 @@ def test_info_sample_interpolate_eval_parity(run, capsys):
     with np.load(npz) as z:
         assert z["images"].shape == (5, 1, 4, 5) and z["images"].max() < 4 and z["z"].shape == (5, 2)
     assert np.asarray(Image.open(png)).ndim == 2
-    assert main(["interpolate", b, "--pair", "0", "3", "--steps", "6", "-o", str(run / "i.png")]) == 0
+    assert main(["interpolate", b, "--pair", "0", "3", "--steps", "6", "-o", str(run / "i.png"), *data]) == 0
     assert "one shared step-loop noise" in capsys.readouterr().out
-    assert main(["eval", b, "--iwae", "10"]) == 0
+    assert main(["eval", b, "--iwae", "10", *data]) == 0
     out = capsys.readouterr().out
     assert "IWAE-10" in out and float(out.split("vs export time: ")[1].split()[0]) <= 1e-4
     js = run / "parity.json"
@@ -59,5 +60,5 @@ def test_info_sample_interpolate_eval_parity(run, capsys):
 def test_what_does_not_apply_is_refused(run, capsys):
     assert main(["sample", str(run / "bundle"), "-n", "1", "--mean"]) == 2
     assert "no closed-form mean" in capsys.readouterr().err
-    assert main(["interpolate", str(run / "bundle"), "--pair", "0", "99"]) == 2
+    assert main(["interpolate", str(run / "bundle"), "--pair", "0", "99", "--data", str(run / "tiny.npz")]) == 2
     assert "out of range" in capsys.readouterr().err

@@ -34,6 +34,7 @@ def test_train_records_the_elbo_and_the_geometry(run):
 
 def test_info_sample_and_interpolate(run, capsys):
     b = str(run / "bundle")
+    data = ["--data", str(run / "tiny.npz")]  # a bundle never makes pixelrt open the data path it records
     assert main(["info", b]) == 0
     out = capsys.readouterr().out
     assert "kind vae: latent 2" in out and "checksums verified" in out
@@ -43,14 +44,14 @@ def test_info_sample_and_interpolate(run, capsys):
         with np.load(npz) as z:
             assert z["images"].shape == (5, 1, 4, 5) and z["images"].max() < 4
         assert np.asarray(Image.open(png)).ndim == 2
-    assert main(["interpolate", b, "--pair", "0", "3", "--steps", "6", "-o", str(run / "i.png")]) == 0
+    assert main(["interpolate", b, "--pair", "0", "3", "--steps", "6", "-o", str(run / "i.png"), *data]) == 0
     assert "images 0 -> 3 in 6 steps" in capsys.readouterr().out
     grid = np.asarray(Image.open(run / "i.png"))
     assert grid.shape[1] > 8 * grid.shape[0] // 2  # one row of 8 images
 
 
 def test_eval_reports_the_training_elbo_and_tighter_iwae(run, capsys):
-    assert main(["eval", str(run / "bundle"), "--iwae", "10"]) == 0
+    assert main(["eval", str(run / "bundle"), "--iwae", "10", "--data", str(run / "tiny.npz")]) == 0
     out = capsys.readouterr().out
     elbo = float(out.split("ELBO")[1].split("bits/dim")[0])
     iwae = {k: float(out.split(f"IWAE-{k}")[1].split("bits/dim")[0]) for k in (1, 10)}
@@ -72,7 +73,7 @@ def test_kind_dispatch_refuses_what_does_not_apply(run, grey_bundle, capsys):
     assert "--mean applies to VAE bundles" in capsys.readouterr().err
     assert main(["interpolate", str(grey_bundle[1].root), "--data", str(run / "tiny.npz")]) == 2
     assert "needs a VAE or PixelVAE bundle" in capsys.readouterr().err
-    assert main(["interpolate", str(run / "bundle"), "--pair", "0", "99"]) == 2
+    assert main(["interpolate", str(run / "bundle"), "--pair", "0", "99", "--data", str(run / "tiny.npz")]) == 2
     assert "out of range" in capsys.readouterr().err
-    assert main(["eval", str(run / "bundle"), "--iwae", "0"]) == 2
+    assert main(["eval", str(run / "bundle"), "--iwae", "0", "--data", str(run / "tiny.npz")]) == 2
     assert "1..100000" in capsys.readouterr().err

@@ -45,7 +45,7 @@ def digits_trained(tmp_path_factory):
     from pixelrt.export.bundle_writer import export_bundle
     from pixelrt.models import PixelCNN, PixelCNNConfig
     from pixelrt.models.train import TrainConfig, train
-    from pixelrt.runtime.bundle import ImageSpec
+    from pixelrt.bundle import ImageSpec
 
     train_set, test_set = split(load_dataset("digits"), 0.2, 0)
     torch.manual_seed(0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pixelrt.calibration.ort_inspect import executed_precision
 from pixelrt.export.bench import BenchSpec, run_bench
-from pixelrt.runtime.bundle import ImageSpec
+from pixelrt.bundle import ImageSpec
 
 
 def test_bench_reports_reduced_precision_ratios():

@@ -8,7 +8,7 @@ from onnx import TensorProto
 from pixelrt.calibration.fp16 import convert_fp16
 from pixelrt.calibration.graphs import LIKELIHOOD_OPS, tail_nodes
 from pixelrt.calibration.measure import FP16_BPD_BUDGET
-from pixelrt.runtime.bundle import load_bundle
+from pixelrt.bundle import load_bundle
 from pixelrt.runtime.evaluate import evaluate
 from pixelrt.runtime.ort_backend import OrtBackend
 
@@ -26,9 +26,9 @@ def _types(model: onnx.ModelProto) -> dict[str, int]:
 def test_fp16_bundle_loads_and_meets_budget(grey_fp16):
     _, fp32, res = grey_fp16
     b = load_bundle(res.bundle.root)
-    assert b.precision == "fp16" and b.manifest["format_version"] == 1
+    assert b.precision == "fp16" and b.manifest.to_json()["format_version"] == 2
     assert b.graphs["full"].inputs == fp32.graphs["full"].inputs  # I/O unchanged: every runtime drives it
-    measured = b.manifest["calibration"]["measured"]
+    measured = b.manifest.calibration["measured"]
     assert measured["bits_per_dim_fp32"] == res.fp32_bpd and measured["bits_per_dim_fp16"] == res.bpd
     assert abs(res.delta_bpd) <= FP16_BPD_BUDGET
     assert res.measure.step_vs_full_bpd <= FP16_BPD_BUDGET
@@ -43,7 +43,7 @@ def test_network_is_fp16_and_likelihood_tail_is_fp32(grey_fp16):
     for g in ("full", "step"):
         model = onnx.load(res.bundle.graph_path(g))
         types = _types(model)
-        heads = set(res.bundle.manifest["calibration"]["fp16"][g]["fp32_head_gemms"])
+        heads = set(res.bundle.manifest.calibration["fp16"][g]["fp32_head_gemms"])
         assert len(heads) == 1  # the logits layer
         gemms = {n.name: types[n.input[1]] for n in model.graph.node if n.op_type in ("Conv", "MatMul")}
         assert len(gemms) > 2 and heads <= set(gemms)

@@ -9,7 +9,7 @@ from onnx import numpy_helper
 from pixelrt.calibration.int8 import METHODS
 from pixelrt.calibration.measure import INT8_RELATIVE_BUDGET, step_vs_full_budget
 from pixelrt.calibration.readers import RecordingRunner, step_feeds
-from pixelrt.runtime.bundle import load_bundle
+from pixelrt.bundle import load_bundle
 from pixelrt.runtime.ort_backend import OrtBackend
 
 from .conftest import images
@@ -46,7 +46,7 @@ def test_int8_bundle_has_symmetric_per_channel_qdq(rgb_int8):
                 assert len(scale) == weight.shape[out_axis]
                 per_channel += 1
             else:  # only a stacked (L, K, N) window weight is per tensor (ORT CPU kernel limit)
-                per_tensor = res.bundle.manifest["calibration"]["int8"][g]["per_tensor_weights"]
+                per_tensor = res.bundle.manifest.calibration["int8"][g]["per_tensor_weights"]
                 assert n.op_type == "MatMul" and weight.ndim == 3
                 assert w.input[0].removesuffix("_quantized") in per_tensor
         assert per_channel >= len(gemms) - 2
@@ -57,7 +57,7 @@ def test_auto_reports_every_method_and_keeps_the_best(rgb_int8):
     assert set(res.candidates) == set(METHODS)
     assert res.method == min(res.candidates, key=res.candidates.get)
     assert res.bpd == pytest.approx(res.candidates[res.method], abs=1e-9)
-    cal = res.bundle.manifest["calibration"]
+    cal = res.bundle.manifest.calibration
     assert cal["method"] == res.method and cal["measured"]["candidates_bits_per_dim"] == res.candidates
     assert cal["calibration_set"]["images"] == 32 and len(cal["calibration_set"]["sha256"]) == 64
 

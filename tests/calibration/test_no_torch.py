@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from pixelrt.runtime.bundle import load_bundle
+from pixelrt.bundle import load_bundle
 from tests.runtime.test_no_torch import _env, _forbidden, _modules
 
 
@@ -24,4 +24,4 @@ def test_cli_calibrate_without_torch(grey_bundle, tmp_path):
     assert "int8 bundle written" in proc.stdout and "held-out bits/dim: fp32" in proc.stdout
     assert _forbidden(_modules(tmp_path)["modules"]) == []
     new = load_bundle(out)
-    assert new.precision == "int8" and new.manifest["calibration"]["calibration_set"]["images"] == 32
+    assert new.precision == "int8" and new.manifest.calibration["calibration_set"]["images"] == 32

@@ -12,7 +12,7 @@ import pixelrt.export.bundle_writer as bundle_writer
 from pixelrt.atomic import atomic_directory
 from pixelrt.errors import ParityError, PixelrtError
 from pixelrt.export.bundle_writer import export_bundle
-from pixelrt.runtime.bundle import load_bundle, sha256_file
+from pixelrt.bundle import load_bundle, sha256_file
 
 
 def _tree(root: Path) -> dict[str, str]:
@@ -181,7 +181,7 @@ def test_atomic_directory_failed_swap_restores_old(tmp_path, monkeypatch):
 
 def test_reference_images_of_the_wrong_shape_or_range_write_nothing(tmp_path):
     from pixelrt.errors import DataError
-    from pixelrt.runtime.bundle import ImageSpec
+    from pixelrt.bundle import ImageSpec
     from tests.conftest import tiny_pixelcnn
 
     model = tiny_pixelcnn(1, 4)

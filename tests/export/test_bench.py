@@ -8,7 +8,7 @@ import pytest
 
 from pixelrt.export.bench import BenchSpec, dense_flops_per_pixel, run_bench, step_flops_per_pixel
 from pixelrt.models import PixelCNN, PixelCNNConfig
-from pixelrt.runtime.bundle import ImageSpec
+from pixelrt.bundle import ImageSpec
 
 TINY = PixelCNNConfig(channels=1, levels=3, hidden=4, blocks=1, input_kernel=3, block_kernel=3, head_hidden=2)
 

@@ -3,7 +3,7 @@ import pytest
 
 from pixelrt.errors import PixelrtError
 from pixelrt.export.bench_pixelrnn import RNNBenchSpec, run_rnn_bench
-from pixelrt.runtime.bundle import ImageSpec
+from pixelrt.bundle import ImageSpec
 
 
 @pytest.mark.parametrize("family", ["diagbilstm"])  # the path with a per-row graph; rowlstm's is a subset

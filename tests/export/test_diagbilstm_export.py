@@ -6,7 +6,7 @@ import torch
 from pixelrt.export.onnx_export import export_full
 from pixelrt.export.parity import run_parity
 from pixelrt.export.validate import BPD_BUDGET, LOGP_BUDGET
-from pixelrt.runtime.bundle import ImageSpec
+from pixelrt.bundle import ImageSpec
 from pixelrt.runtime.ort_backend import OrtBackend
 from tests.models.test_diagbilstm import tiny_diagbilstm
 
@@ -28,13 +28,13 @@ def test_bundle_declares_the_row_graph_and_its_state(diag_bundle):
     rev = [s for s in bundle.state if s.update == "row"]
     assert [s.name for s in rev] == ["rev"] and rev[0].shape == ("batch", 1, 5, 2)
     assert bundle.graphs["row"].input_names() == ["row_pixels", "cache_1", "rev"]
-    assert bundle.manifest["validation"]["row_max_delta"] <= LOGP_BUDGET
+    assert bundle.manifest.validation["row_max_delta"] <= LOGP_BUDGET
 
 
 def test_full_graph_at_a_second_image_size(diag_bundle, tmp_path):
     """The diagonal loop is unrolled at the traced H x W; the same weights exported at 7x4 agree with PyTorch."""
     model, bundle = diag_bundle
-    assert bundle.graphs["full"].inputs[0]["shape"][1:] == [1, 4, 5]
+    assert bundle.graphs["full"].inputs[0].shape[1:] == (1, 4, 5)
     export_full(model, (1, 7, 4), tmp_path / "full_7x4.onnx")
     x = np.random.default_rng(2).integers(0, 7, (3, 1, 7, 4)).astype(np.uint8)
     with OrtBackend(tmp_path / "full_7x4.onnx") as full:

@@ -39,7 +39,7 @@ def test_reference_loglik_in_manifest_is_reproduced(pair):
     with OrtBackend(bundle.graph_path("full")) as full:
         res = evaluate(full, bundle, ref["x"])
     assert np.abs(res.loglik - ref["loglik"]).max() < 1e-4
-    assert bundle.manifest["reference"]["bits_per_dim"] == pytest.approx(list(res.bits_per_dim), abs=1e-6)
+    assert list(bundle.manifest.reference.bits_per_dim) == pytest.approx(list(res.bits_per_dim), abs=1e-6)
 
 
 def test_step_graph_teacher_forced_equals_full_graph(pair):
@@ -78,7 +78,7 @@ def test_same_seed_same_images_across_runtimes_and_batch_sizes(pair):
 def test_manifest_describes_graphs_and_state(pair):
     _, bundle = pair
     m = bundle.manifest
-    assert m["format"] == "pixelrt-bundle" and m["precision"] == "fp32"
+    assert m.to_json()["format"] == "pixelrt-bundle" and m.precision == "fp32"
     C, H, W = bundle.image.shape
     for name in ("full", "step"):
         graph = onnx.load(str(bundle.graph_path(name)))
@@ -88,9 +88,14 @@ def test_manifest_describes_graphs_and_state(pair):
         assert graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # dynamic batch
     for s in bundle.state:
         assert s.shape[0] == "batch" and s.shape[3] == W + 2 * s.pad and s.rows == s.pad + 1
-    assert m["schedule"]["substeps_per_pixel"] == C
-    assert all(len(meta["sha256"]) == 64 for meta in m["files"].values())
-    assert m["validation"]["full_max_dbpd"] <= BPD_BUDGET
+    assert m.schedule.substeps_per_pixel == C
+    assert all(len(meta.sha256) == 64 for meta in m.files.values())
+    assert m.validation["full_max_dbpd"] <= BPD_BUDGET
+    # every graph carries the bundle's identity (metadata_props), so a graph of another bundle is refused
+    for name in ("full", "step"):
+        props = {p.key: p.value for p in onnx.load(str(bundle.graph_path(name))).metadata_props}
+        assert props["pixelrt.graph"] == name and props["pixelrt.image"] == f"{C}x{H}x{W}"
+        assert props["pixelrt.levels"] == str(bundle.image.levels) and props["pixelrt.kind"] == "autoregressive"
     # the full graph holds pre-masked kernels: no mask tensors and no Mul on weights at run time
     full = onnx.load(str(bundle.graph_path("full")))
     assert not [i.name for i in full.graph.initializer if i.name.endswith("mask")]

@@ -9,7 +9,7 @@ from pixelrt.errors import PixelrtError
 from pixelrt.export.validate import BPD_BUDGET, LOGP_BUDGET
 from pixelrt.models.reference import TorchRowRunner, TorchStepRunner
 from pixelrt.runtime.backends import step_backends
-from pixelrt.runtime.bundle import ImageSpec
+from pixelrt.bundle import ImageSpec
 from pixelrt.runtime.evaluate import evaluate
 from pixelrt.runtime.ort_backend import OrtBackend
 from pixelrt.runtime.sampler import bundle_loop, make_noise
@@ -56,7 +56,7 @@ def test_manifest_declares_row_graph_row_states_and_context(pair):
     assert set(bundle.graphs["row"].input_names()) == {"row_pixels", "row", "vrows_0", "vrows_1", *model.context_names}
     for name in model.context_names:
         assert name in bundle.graphs["full"].input_names() and name in bundle.graphs["step"].input_names()
-    assert bundle.manifest["validation"]["row_max_dstate"] <= LOGP_BUDGET
+    assert bundle.manifest.validation["row_max_dstate"] <= LOGP_BUDGET
     import onnx
 
     for key, spec in bundle.graphs.items():  # the manifest's I/O is the graphs' I/O

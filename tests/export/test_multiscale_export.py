@@ -9,7 +9,7 @@ import torch
 from pixelrt.errors import BundleError
 from pixelrt.export.multiscale_export import export_multiscale
 from pixelrt.models.multiscale import MultiScale, MultiScaleConfig, coarsen
-from pixelrt.runtime.bundle import ImageSpec, load_bundle
+from pixelrt.bundle import ImageSpec, load_bundle
 from pixelrt.runtime.multiscale import bias_field, evaluate_multiscale, open_multiscale, sample_multiscale
 from pixelrt.runtime.ort_backend import OrtBackend
 
@@ -18,20 +18,14 @@ LEVELS = 16
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    torch.manual_seed(0)
-    model = MultiScale(MultiScaleConfig(channels=1, levels=LEVELS, hidden=4, state=2, layers=2, input_kernel=3,
-                                        row_kernel=3, head_hidden=4, up_channels=4)).eval()
-    x = np.random.default_rng(0).integers(0, LEVELS, (3, 1, 8, 8)).astype(np.uint8)
-    out = tmp_path_factory.mktemp("ms") / "bundle"
-    bundle, check = export_multiscale(model, ImageSpec(1, 8, 8, LEVELS), x, out, log=lambda m: None)
-    return model, bundle, check, x
+def exported(multiscale_bundle):
+    return multiscale_bundle  # tests/conftest.py: 1x8x8, 5 levels, the same tiny model
 
 
 def test_manifest_is_one_bundle_with_stages(exported):
     _, bundle, check, _ = exported
     assert bundle.kind == "multiscale"
-    files = set(bundle.manifest["files"])
+    files = set(bundle.manifest.files)
     for stage in ("stage1", "stage2"):
         assert {f"{stage}/full.onnx", f"{stage}/step.onnx", f"{stage}/manifest.json"} <= files
     assert "cond.onnx" in files
@@ -39,7 +33,7 @@ def test_manifest_is_one_bundle_with_stages(exported):
     assert ms.stage1.image.shape == (1, 4, 4) and ms.stage2.image.shape == (1, 8, 8)
     assert ms.stage2.context == ("bias",) and ms.stage1.context == ()
     assert check.full_max_dbpd <= BPD_BUDGET and check.stage2_max_dlogp <= LOGP_BUDGET
-    assert check.step_max_dlogp <= LOGP_BUDGET and bundle.manifest["validation"] == check.as_dict()
+    assert check.step_max_dlogp <= LOGP_BUDGET and bundle.manifest.validation == check.as_dict()
 
 
 def test_ort_eval_equals_pytorch(exported):
@@ -122,22 +116,23 @@ def test_cli_sample_and_eval_of_a_multiscale_bundle_without_torch(exported, tmp_
                           env=_env(tmp_path), cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert np.abs(np.array(got) - bundle.manifest["reference"]["loglik_nats"]).max() <= LOGP_BUDGET * 64
+    assert np.abs(np.array(got) - list(bundle.manifest.reference.loglik_nats)).max() <= LOGP_BUDGET * 64
     assert (tmp_path / "s.png").is_file()
     assert _forbidden(_modules(tmp_path)["modules"]) == []
 
 
-def test_malformed_stages_block_is_a_bundle_error(exported, tmp_path):
+def test_malformed_parts_block_is_a_bundle_error(exported, tmp_path):
     import json
 
     _, bundle, _, _ = exported
     copy = tmp_path / "b"
     shutil.copytree(bundle.root, copy)
     manifest = json.loads((copy / "manifest.json").read_text())
-    del manifest["stages"]["stage2"]["context"]
+    del manifest["parts"]["stage2"]["context"]
     (copy / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(BundleError, match="stages"):
+    with pytest.raises(BundleError, match=r"parts\.stage2\.context is missing"):
         open_multiscale(copy)
+    manifest = json.loads((bundle.root / "manifest.json").read_text())
     del manifest["graphs"]["cond"]
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="cond"):

@@ -7,7 +7,7 @@ from pixelrt.export.bundle_writer import export_bundle
 from pixelrt.models import PixelCNNPP, PixelCNNPPConfig
 from pixelrt.models.reference import TorchRowRunner, TorchStepRunner
 from pixelrt.runtime.backends import step_backends
-from pixelrt.runtime.bundle import ImageSpec, load_bundle
+from pixelrt.bundle import ImageSpec, load_bundle
 from pixelrt.runtime.evaluate import evaluate
 from pixelrt.runtime.ort_backend import OrtBackend
 from pixelrt.runtime.sampler import bundle_loop, make_noise

@@ -9,7 +9,7 @@ import torch
 from pixelrt.errors import BundleError, DataError, PixelrtError
 from pixelrt.export.pixelvae_parity import run_pixelvae_parity, torch_bounds
 from pixelrt.models.pixelvae import CONTEXT
-from pixelrt.runtime.bundle import load_bundle
+from pixelrt.bundle import load_bundle
 from pixelrt.runtime.pixelvae import (autoregressive_log_px, decode_latents, features, interpolate_pixelvae,
                                       open_pixelvae, pixelvae_backends, pixelvae_bounds, sample_pixelvae)
 from pixelrt.runtime.sampler import make_noise
@@ -21,12 +21,12 @@ BOUND_BUDGET, LOGP_BUDGET = 1e-4, 1e-4
 def test_manifest_and_layout(pixelvae_bundle):
     _, bundle = pixelvae_bundle
     m = bundle.manifest
-    assert bundle.kind == "pixelvae" and m["family"] == "pixelvae" and set(bundle.graphs) == {"encoder", "features"}
-    assert m["latent"]["size"] == 2 and m["decoder"] == {**m["decoder"], "dir": "pixelcnn", "context": CONTEXT}
-    assert {"pixelcnn/full.onnx", "pixelcnn/step.onnx", "pixelcnn/row.onnx", "pixelcnn/manifest.json"} <= set(m["files"])
+    assert bundle.kind == "pixelvae" and m.family == "pixelvae" and set(bundle.graphs) == {"encoder", "features"}
+    assert m.latent.size == 2 and (m.parts["pixelcnn"].dir, m.parts["pixelcnn"].context) == ("pixelcnn", CONTEXT)
+    assert {"pixelcnn/full.onnx", "pixelcnn/step.onnx", "pixelcnn/row.onnx", "pixelcnn/manifest.json"} <= set(m.files)
     pv = open_pixelvae(bundle)
     assert pv.pixelcnn.context == (CONTEXT,) and pv.pixelcnn.family == "gated"
-    v = m["validation"]
+    v = m.validation
     assert max(v["max_delta_elbo"], v["max_delta_iwae"], v["step_vs_full_max_dlogp"]) <= BOUND_BUDGET
     assert v["step_vs_full_max_dbpd"] <= 1e-5
 
@@ -115,9 +115,9 @@ def test_bad_inputs_name_the_problem(pixelvae_bundle, vae_grey_bundle, tmp_path)
     root = tmp_path / "b"
     shutil.copytree(bundle.root, root)
     doc = json.loads((root / "manifest.json").read_text())
-    doc["decoder"]["context"] = "label"
+    doc["parts"]["pixelcnn"]["context"] = "label"
     (root / "manifest.json").write_text(json.dumps(doc))
-    with pytest.raises(BundleError, match="context does not match"):
+    with pytest.raises(BundleError, match=r"parts\.pixelcnn\.context must name the features graph's output 'cond'"):
         open_pixelvae(root)
 
 
@@ -148,7 +148,7 @@ def test_doctor_and_build_engine_cover_the_decoder_sub_bundle(pixelvae_bundle, c
 def test_rgb_pixelvae_exports_and_matches_pytorch(tmp_path):
     """R->G->B: the conditioned PixelCNN's channel groups given the map, through export, bounds and sampling."""
     from pixelrt.export.pixelvae_export import export_pixelvae_bundle
-    from pixelrt.runtime.bundle import ImageSpec
+    from pixelrt.bundle import ImageSpec
     from tests.conftest import tiny_pixelvae
 
     model = tiny_pixelvae(3, 4, 4, 4)

@@ -6,7 +6,7 @@ import torch
 from pixelrt.export.onnx_export import export_full
 from pixelrt.export.parity import run_parity
 from pixelrt.export.validate import BPD_BUDGET, LOGP_BUDGET
-from pixelrt.runtime.bundle import ImageSpec
+from pixelrt.bundle import ImageSpec
 from pixelrt.runtime.ort_backend import OrtBackend
 from tests.models.test_rowlstm import tiny_rowlstm
 
@@ -26,7 +26,7 @@ def test_full_graph_is_exported_for_its_image_size_and_a_second_size_works(rowls
     """The row recurrence is unrolled at the traced H (the bundle is for one size): the 5x6 bundle's graph
     declares 5x6, and the same weights exported at 7x4 agree with PyTorch at 7x4."""
     model, bundle = rowlstm_bundle
-    assert bundle.graphs["full"].inputs[0]["shape"][1:] == [1, 5, 6]
+    assert bundle.graphs["full"].inputs[0].shape[1:] == (1, 5, 6)
     export_full(model, (1, 7, 4), tmp_path / "full_7x4.onnx")
     for path, shape in ((bundle.graph_path("full"), (1, 5, 6)), (tmp_path / "full_7x4.onnx", (1, 7, 4))):
         x = np.random.default_rng(2).integers(0, 7, (3, *shape)).astype(np.uint8)
@@ -42,7 +42,7 @@ def test_full_graph_is_exported_for_its_image_size_and_a_second_size_works(rowls
 
 def test_bundle_is_for_the_traced_image_size(rowlstm_bundle):
     _, bundle = rowlstm_bundle
-    assert bundle.graphs["full"].inputs[0]["shape"][1:] == [1, 5, 6]
+    assert bundle.graphs["full"].inputs[0].shape[1:] == (1, 5, 6)
     assert bundle.step_schedule.row_graph is None and {s.update for s in bundle.state} == {"ring-row"}
 
 

@@ -12,7 +12,7 @@ import torch
 from pixelrt.errors import CheckpointError, PixelrtError
 from pixelrt.models import PixelCNN, PixelCNNConfig
 from pixelrt.models.checkpoint import CONFIG, WEIGHTS, load_checkpoint, read_checkpoint_meta, save_checkpoint
-from pixelrt.runtime.bundle import sha256_file
+from pixelrt.bundle import sha256_file
 
 META = {"image": {"channels": 1, "height": 5, "width": 6, "levels": 7}, "data": {"spec": "test"}}
 

@@ -8,7 +8,7 @@ from pixelrt.models.diagbilstm import DiagBiLSTM, DiagBiLSTMConfig, DiagBiLSTMLa
 from pixelrt.models.lstm_layers import skew, unskew
 from pixelrt.export.row_graph import all_state_specs
 from pixelrt.models.reference import TorchRowRunner, TorchStepRunner, naive_sample
-from pixelrt.runtime.bundle import ImageSpec
+from pixelrt.bundle import ImageSpec
 from pixelrt.runtime.sampler import make_noise, step_loop
 
 

@@ -198,7 +198,7 @@ def loop_parts(model, image):
     from pixelrt.export.gated_export import row_states
     from pixelrt.export.spec import state_specs
     from pixelrt.models.reference import TorchRowRunner, TorchStepRunner
-    from pixelrt.runtime.bundle import StepSchedule
+    from pixelrt.bundle import StepSchedule
 
     step, row = TorchStepRunner(model), TorchRowRunner(model)
     states = state_specs(step.step, image.width) + row_states(row.step, image.channels, image.width)
@@ -208,7 +208,7 @@ def loop_parts(model, image):
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("channels", [1, 3])
 def test_step_conditionals_equal_full_conditionals(channels, mode):
-    from pixelrt.runtime.bundle import ImageSpec
+    from pixelrt.bundle import ImageSpec
     from pixelrt.runtime.sampler import make_noise, step_loop
 
     model = tiny_gated(channels, levels=6, mode=mode, shape=(4, 5))
@@ -228,7 +228,7 @@ def test_step_conditionals_equal_full_conditionals(channels, mode):
 @pytest.mark.parametrize("channels", [1, 3])
 def test_step_sampler_matches_naive_oracle_and_full_likelihood(channels, mode):
     from pixelrt.models.reference import naive_sample
-    from pixelrt.runtime.bundle import ImageSpec
+    from pixelrt.bundle import ImageSpec
     from pixelrt.runtime.sampler import make_noise, step_loop
 
     model = tiny_gated(channels, levels=6, mode=mode, shape=(3, 4), seed=3)
@@ -248,7 +248,7 @@ def test_step_sampler_matches_naive_oracle_and_full_likelihood(channels, mode):
 
 def test_label_steers_the_samples():
     """Same noise, different labels: different images (the label reaches the step and row graphs)."""
-    from pixelrt.runtime.bundle import ImageSpec
+    from pixelrt.bundle import ImageSpec
     from pixelrt.runtime.sampler import make_noise, step_loop
 
     model = tiny_gated(1, levels=6, mode="label", shape=(4, 4))

@@ -8,7 +8,7 @@ from pixelrt.models.causality import audit, audit_model
 from pixelrt.models.multiscale import GivenCoarse, MultiScale, MultiScaleConfig, coarsen, conditional_logits
 from pixelrt.models.reference import TorchStepRunner
 from pixelrt.runtime import multiscale as rt
-from pixelrt.runtime.bundle import ImageSpec, StepSchedule
+from pixelrt.bundle import ImageSpec, StepSchedule
 from pixelrt.runtime.sampler import make_noise, step_loop
 from pixelrt.export.spec import state_specs
 

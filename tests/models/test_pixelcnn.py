@@ -8,7 +8,7 @@ from pixelrt.models import get_model, model_names
 from pixelrt.models.causality import audit_model
 from pixelrt.export.row_graph import all_state_specs
 from pixelrt.models.reference import TorchRowRunner, TorchStepRunner, naive_sample
-from pixelrt.runtime.bundle import ImageSpec
+from pixelrt.bundle import ImageSpec
 from pixelrt.runtime.sampler import make_noise, step_loop
 from tests.conftest import tiny_pixelcnn
 

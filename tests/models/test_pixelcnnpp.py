@@ -6,7 +6,7 @@ import torch
 from pixelrt.models import PixelCNNPP, PixelCNNPPConfig
 from pixelrt.models.causality import audit
 from pixelrt.models.reference import TorchRowRunner, TorchStepRunner
-from pixelrt.runtime.bundle import ImageSpec
+from pixelrt.bundle import ImageSpec
 from pixelrt.runtime.sampler import make_noise, step_loop
 
 BPD_BUDGET, LOGP_BUDGET = 1e-5, 1e-4

@@ -7,7 +7,7 @@ from pixelrt.export.spec import state_specs
 from pixelrt.models.causality import audit, audit_model
 from pixelrt.models.reference import TorchStepRunner, naive_sample
 from pixelrt.models.rowlstm import RowLSTM, RowLSTMConfig, RowLSTMLayer
-from pixelrt.runtime.bundle import ImageSpec
+from pixelrt.bundle import ImageSpec
 from pixelrt.runtime.sampler import make_noise, step_loop
 
 

@@ -5,7 +5,7 @@ import json
 import shutil
 from pathlib import Path
 
-from pixelrt.runtime.bundle import MANIFEST, sha256_file
+from pixelrt.bundle import MANIFEST, sha256_file
 
 
 def copy_bundle(bundle, tmp_path: Path) -> Path:

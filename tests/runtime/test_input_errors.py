@@ -8,7 +8,7 @@ import pytest
 
 from pixelrt.cli import main
 from pixelrt.errors import DataError, PixelrtError
-from pixelrt.runtime.bundle import MANIFEST, ImageSpec
+from pixelrt.bundle import MANIFEST, ImageSpec
 from pixelrt.runtime.evaluate import evaluate
 from pixelrt.runtime.ort_backend import OrtBackend
 from pixelrt.runtime.sampler import check_noise, make_noise, step_loop

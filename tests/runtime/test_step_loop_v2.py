@@ -6,8 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pixelrt.errors import BundleError
+
 from pixelrt.errors import PixelrtError
-from pixelrt.runtime.bundle import ImageSpec, StateSpec, StepSchedule
+from pixelrt.bundle import ImageSpec, StateSpec, StepSchedule
 from pixelrt.runtime.sampler import make_noise, step_loop
 
 
@@ -123,8 +125,9 @@ def test_noise_shape_follows_the_schedule():
     {"substeps_per_pixel": 3, "noise_per_substep": 0},
 ])
 def test_malformed_schedule_is_rejected(bad):
-    with pytest.raises(ValueError, match="does not fit 3 channels"):
-        StepSchedule.from_json(bad, 3)
+    with pytest.raises(BundleError, match=r"schedule\.(substeps_per_pixel \(2\) must divide the 3 channels|"
+                                          r"noise_per_substep must be an integer in 1\.\.1024, got 0)"):
+        StepSchedule.from_json({**StepSchedule(3).to_json(), **bad}, 3)
 
 
 def test_state_kinds_round_trip_through_json():
@@ -133,5 +136,5 @@ def test_state_kinds_round_trip_through_json():
              StateSpec("c", ("batch", 3, 4), "float32", "zeros", "row", "c_out")]
     for s in specs:
         assert StateSpec.from_json(s.to_json()) == s
-    with pytest.raises(ValueError, match="not 'stack'"):
+    with pytest.raises(BundleError, match=r"state\.update\.kind must be one of 'ring-row', .*got 'stack'"):
         StateSpec.from_json({**specs[1].to_json(), "update": {"kind": "stack", "from_output": "x"}})

@@ -2,7 +2,9 @@
 import numpy as np
 import pytest
 
-from pixelrt.runtime.bundle import ImageSpec, StateSpec, StepSchedule
+from pixelrt.errors import BundleError
+
+from pixelrt.bundle import ImageSpec, StateSpec, StepSchedule
 from pixelrt.runtime.sampler import make_noise, step_loop
 
 
@@ -41,5 +43,5 @@ def test_strided_state_round_trips_through_the_manifest_and_rejects_bad_strides(
     assert d["update"] == {"kind": "strided-ring-row", "from_output": "c_new", "rows": 2, "pad": 1, "stride": 2}
     assert StateSpec.from_json(d) == spec
     d["update"]["stride"] = 0
-    with pytest.raises(ValueError, match="stride 0"):
+    with pytest.raises(BundleError, match=r"state\.update\.stride must be an integer in 1\.\.64, got 0"):
         StateSpec.from_json(d)

@@ -85,7 +85,7 @@ def _pixelcnnpp_bundle(tmp_path):
 
     from pixelrt.export.bundle_writer import export_bundle
     from pixelrt.models import PixelCNNPP, PixelCNNPPConfig
-    from pixelrt.runtime.bundle import ImageSpec
+    from pixelrt.bundle import ImageSpec
 
     torch.manual_seed(0)
     model = PixelCNNPP(PixelCNNPPConfig(channels=3, levels=16, filters=8, resnets=1, resolutions=2, mixtures=3,

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from pixelrt.errors import PixelrtError
-from pixelrt.runtime.bundle import ImageSpec, StateSpec, StepSchedule
+from pixelrt.bundle import ImageSpec, StateSpec, StepSchedule
 from pixelrt.runtime.ort_backend import OrtBackend
 from pixelrt.runtime.sampler import make_noise, step_loop
 from pixelrt.runtime.trt_host import HostDevice

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pixelrt.errors import PixelrtError
-from pixelrt.runtime.bundle import ImageSpec, StateSpec, StepSchedule
+from pixelrt.bundle import ImageSpec, StateSpec, StepSchedule
 from pixelrt.runtime.sampler import make_noise, step_loop
 from pixelrt.runtime.trt_host import HostDevice
 from pixelrt.runtime.trt_loop import device_loop, plan_buffers, step_tables

@@ -75,14 +75,16 @@ def test_doctor_cli_exit_codes(grey_bundle, tmp_path, capsys):
     _bad_graph(bad / "step.onnx")
     import json
 
-    from pixelrt.runtime.bundle import sha256_file
+    from pixelrt.bundle import sha256_file
 
     m = json.loads((bad / "manifest.json").read_text())
     m["files"]["step.onnx"]["sha256"] = sha256_file(bad / "step.onnx")
+    m["files"]["step.onnx"]["bytes"] = (bad / "step.onnx").stat().st_size
     (bad / "manifest.json").write_text(json.dumps(m))
-    assert main(["doctor", str(bad)]) == 1
-    out = capsys.readouterr().out
-    assert "sample_bernoulli" in out and "reshape_by_value" in out and "TensorRT would reject step.onnx" in out
+    assert main(["doctor", str(bad)]) == 2  # a foreign graph: the parser findings, then the manifest mismatch
+    cap = capsys.readouterr()
+    assert "sample_bernoulli" in cap.out and "reshape_by_value" in cap.out and "TensorRT would reject step.onnx" in cap.out
+    assert "bad/step.onnx: ONNX Runtime cannot load this graph" in cap.err  # a foreign graph never runs
 
 
 def test_unreadable_graph_is_one_clear_error(tmp_path):

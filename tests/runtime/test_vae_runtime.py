@@ -45,7 +45,7 @@ def test_bad_inputs_name_the_problem(vae_grey_bundle, grey_bundle):
 SCRIPT = BLOCKER + textwrap.dedent('''
     import json, sys
     import numpy as np
-    from pixelrt.runtime.bundle import load_bundle
+    from pixelrt.bundle import load_bundle
     from pixelrt.runtime.ort_backend import OrtBackend
     from pixelrt.runtime.vae import interpolate, latent_size, sample_vae, vae_bounds
 
@@ -56,8 +56,8 @@ SCRIPT = BLOCKER + textwrap.dedent('''
         s = sample_vae(dec, bundle.image, latent_size(bundle), 3, seed=0)
         row = interpolate(enc, dec, bundle.image, ref["x"][:2], 5)
     print(json.dumps({"elbo": b.elbo.tolist(), "iwae": b.iwae[16].tolist(), "samples": list(s.shape),
-                      "row": list(row.shape), "manifest_elbo": bundle.manifest["reference"]["elbo_nats"],
-                      "manifest_iwae": bundle.manifest["reference"]["iwae_nats"]}))
+                      "row": list(row.shape), "manifest_elbo": list(bundle.manifest.reference.values["elbo_nats"]),
+                      "manifest_iwae": list(bundle.manifest.reference.values["iwae_nats"])}))
 ''')
 
 
