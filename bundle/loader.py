@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,6 +127,13 @@ class Bundle:
         if r.bytes > MAX_REFERENCE_BYTES:
             raise BundleError(f"{self.root / ref.file} is {r.bytes} bytes, too large for a reference batch; {REEXPORT}")
         data = read_verified(self.top.root, key, r.sha256, r.bytes, BundleError, REEXPORT)
+        try:  # an npz is a zip: refuse one that would expand beyond the bound before numpy reads it
+            expands = sum(i.file_size for i in zipfile.ZipFile(io.BytesIO(data)).infolist())
+        except (zipfile.BadZipFile, OSError, ValueError) as e:
+            raise BundleError(f"{self.root / ref.file}: cannot read reference data ({e}); {REEXPORT}") from None
+        if expands > MAX_REFERENCE_BYTES:
+            raise BundleError(f"{self.root / ref.file} would expand to {expands} bytes, more than a reference batch "
+                              f"({MAX_REFERENCE_BYTES} at most); {REEXPORT}")
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}

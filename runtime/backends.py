@@ -35,6 +35,12 @@ def open_backend(runtime: str, path: str | Path):
         from pixelrt.runtime.cuda_runtime import modules
 
         import_tensorrt(), modules()  # one clear error now, not at activate()
+        from pixelrt.bundle import GraphFile
+
+        if isinstance(path, GraphFile):  # TensorRT parses the file itself: check it against the manifest first
+            from pixelrt.runtime.graph_check import check_graph_file
+
+            check_graph_file(path)
         from pixelrt.runtime.trt_profiles import get_profile
 
         # scripts and parity runs pick the build profile and TF32 through the environment

@@ -89,7 +89,7 @@ class EngineCache:
             if data is not None:
                 return data
             t0 = time.perf_counter()
-            data = build(Path(onnx_path), options)
+            data = build(onnx_path if hasattr(onnx_path, "read") else Path(onnx_path), options)  # GraphFile: verified bytes
             if not isinstance(data, (bytes, bytearray, memoryview)) or len(data) == 0:
                 raise PixelrtError(f"building a TensorRT engine for {Path(onnx_path).name} produced nothing; "
                                    "see TensorRT's log above (run `pixelrt doctor BUNDLE --target tensorrt`)")

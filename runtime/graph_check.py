@@ -78,14 +78,20 @@ def open_session(graph, opts: ort.SessionOptions, providers: list) -> ort.Infere
     return session
 
 
-def check_bundle_graphs(bundle: Bundle) -> int:
-    """Open every graph of a bundle and its parts (no optimisation, CPU) and check it; the count checked."""
+def check_graph_file(graph: GraphFile) -> None:
+    """Open one bundle graph on the CPU without optimisation, only to check it against the manifest (what a
+    backend that does not go through ORT, such as native TensorRT, runs first)."""
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     opts.log_severity_level = 3
+    open_session(graph, opts, ["CPUExecutionProvider"])
+
+
+def check_bundle_graphs(bundle: Bundle) -> int:
+    """Check every graph of a bundle and its parts (:func:`check_graph_file`); the count checked."""
     n = 0
     for part in [bundle] + [b for _, b in sub_bundles(bundle)]:
         for name in part.graphs:
-            open_session(part.graph_path(name), opts, ["CPUExecutionProvider"])
+            check_graph_file(part.graph_path(name))
             n += 1
     return n

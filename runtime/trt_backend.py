@@ -80,7 +80,11 @@ def build_serialized(onnx_path: Path, options: dict, input_shapes: dict, log=pri
         flags |= 1 << int(creation.STRONGLY_TYPED)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
+    from pixelrt.bundle import GraphFile
+
+    # a bundle graph is parsed from its verified bytes (and with no path, so no external data is resolved)
+    parsed = parser.parse(onnx_path.read()) if isinstance(onnx_path, GraphFile) else parser.parse_from_file(str(onnx_path))
+    if not parsed:
         errors = "; ".join(str(parser.get_error(k)) for k in range(parser.num_errors))
         raise PixelrtError(f"TensorRT cannot parse {onnx_path.name}: {errors[:600]}; run "
                            "`pixelrt doctor BUNDLE --target tensorrt` for the unsupported nodes")
@@ -128,7 +132,7 @@ class TrtEngine:
         self.options = profile.options(graph)
         device = current_device()
         cache = cache or EngineCache(device, log=log)
-        data = cache.get_or_build(self.path, self.options, lambda p, o: build_serialized(p, o, {}, log))
+        data = cache.get_or_build(onnx_path, self.options, lambda p, o: build_serialized(p, o, {}, log))
         self.logger = make_logger(trt)  # TensorRT keeps a pointer to it: it must outlive the runtime
         self.runtime = trt.Runtime(self.logger)
         if self.options.get("dla_core") is not None:

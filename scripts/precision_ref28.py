@@ -51,7 +51,7 @@ def main() -> None:
             res = calibrate_bundle(fp32.root, Path(tmp) / precision, precision, heldout, calib_x=calib,
                                    data_name="digits 28x28x256", method="auto", step_images=16, teacher=args.teacher,
                                    samples=args.samples, judge=False, log=print)
-            m = res.bundle.manifest["calibration"]["measured"]
+            m = res.bundle.manifest.calibration["measured"]
             print(f"{precision}: fp32 {res.fp32_bpd:.5f} -> {res.bpd:.5f} bits/dim ({m['relative_increase']:+.4%}); "
                   f"candidates {res.candidates}; step vs full {m['step_vs_full_max_bits_per_dim']:.2e}", flush=True)
             bundles.append(res.bundle)

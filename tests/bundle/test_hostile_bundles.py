@@ -503,3 +503,51 @@ def test_every_manifest_field_missing_mistyped_or_extra(grey_bundle, multiscale_
         assert digests(root) == before  # every other file of the bundle is as exported
     assert counts["cases"] > 400 and counts["refused"] >= counts["cases"] - 20, counts
     print(f"\nmanifest field sweep: {counts}")
+
+
+# ------------------------------------------------------------------ the command line on hostile bundles
+
+def test_commands_on_hostile_bundles_give_one_line_and_the_right_exit_code(grey_bundle, grey_bundle_other_weights,
+                                                                         tmp_path, capsys):
+    """info, doctor, sample and eval: exit 2 with one error line for a malformed or foreign bundle, exit 1
+    (a parity miss) from eval for same-shape graphs with other weights; no traceback, nothing written."""
+    from pixelrt.cli import main
+
+    npz = tmp_path / "x.npz"
+    np.savez(npz, x=np.random.default_rng(0).integers(0, 7, (10, 1, 5, 6)).astype(np.uint8), levels=np.array(7))
+    bad = _grey(grey_bundle, tmp_path)
+    m = read_json(bad / MANIFEST)
+    m["state"][0]["update"]["pad"] = 300
+    write_json(bad / MANIFEST, m)
+    swapped = copy_bundle(grey_bundle[1].root, tmp_path / "swapped")
+    for g in ("full.onnx", "step.onnx"):
+        (swapped / g).write_bytes((grey_bundle_other_weights[1].root / g).read_bytes())
+    rehash(swapped, "full.onnx", "step.onnx")
+    before = {p: digests(p) for p in (bad, swapped)}
+    for root, code, words in ((bad, 2, r"state\[0\]\.update\.pad must be an integer in 0\.\.256, got 300"),
+                              (swapped, 1, r"reference batch .* bits/dim away from what was measured at export")):
+        argvs = [["eval", str(root), "--data", str(npz)]]
+        if code == 2:
+            argvs += [["info", str(root)], ["doctor", str(root)],
+                      ["sample", str(root), "-n", "1", "-o", str(tmp_path / "s.png"), "--no-progress"]]
+        for argv in argvs:
+            assert main(argv) == code, argv
+            err = capsys.readouterr().err
+            said = [line for line in err.replace("\r", "\n").splitlines() if line.startswith("pixelrt ")]
+            assert len(said) == 1 and "Traceback" not in err and re.search(words, said[0]), err
+    assert {p: digests(p) for p in (bad, swapped)} == before and not (tmp_path / "s.png").exists()
+
+
+def test_reference_npz_that_would_expand_beyond_the_bound(grey_bundle, place):
+    """A zip bomb as the reference batch: its central directory promises 4 GiB; it is refused before numpy
+    inflates anything."""
+    import struct
+
+    tmp, outside = place
+    root = _grey(grey_bundle, tmp)
+    data = bytearray((root / "reference.npz").read_bytes())
+    at = data.find(b"PK\x01\x02")  # the first central directory entry: uncompressed size at offset 24
+    data[at + 24:at + 28] = struct.pack("<I", 0xFFFFFFF0)
+    (root / "reference.npz").write_bytes(bytes(data))
+    rehash(root, "reference.npz")
+    hostile(root, outside, r"reference\.npz would expand to \d+ bytes, more than a reference batch")
