@@ -77,11 +77,14 @@ def verify_file(root: Path, name: str, sha256: str, size: int, error: type[Excep
                 what: str = "bundle") -> Path:
     """Check ``name`` like :func:`read_verified` without keeping its bytes (large weight files)."""
     path = contained(root, name, error, fix, what)
-    st = os.stat(path)
-    if st.st_size != size:
-        raise error(f"{root / name}: sha256 mismatch (the file is {st.st_size} bytes, the manifest lists {size}); "
-                    f"the file was changed or truncated after export; {fix}")
-    digest = sha256_file(path)
+    try:
+        st = os.stat(path)
+        if st.st_size != size:
+            raise error(f"{root / name}: sha256 mismatch (the file is {st.st_size} bytes, the manifest lists {size}); "
+                        f"the file was changed or truncated after export; {fix}")
+        digest = sha256_file(path)
+    except OSError as e:
+        raise error(f"{root / name} cannot be read ({e.strerror or e}); check its permissions, or {fix}") from None
     if digest != sha256:
         raise error(f"{root / name}: sha256 mismatch (manifest {sha256[:12]}..., file {digest[:12]}...); the file "
                     f"was changed or truncated after export; {fix}")

@@ -176,8 +176,11 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     root = Path(path)
     _check_root(root)
     mpath = contained(root, MANIFEST, BundleError, REEXPORT)
-    with open(mpath, "rb") as f:
-        data = f.read(MAX_DOCUMENT_BYTES + 1)
+    try:
+        with open(mpath, "rb") as f:
+            data = f.read(MAX_DOCUMENT_BYTES + 1)
+    except OSError as e:
+        raise BundleError(f"{root / MANIFEST} cannot be read ({e.strerror or e}); check its permissions") from None
     manifest = _parse(data, root / MANIFEST)
     for name, rec in manifest.files.items():
         verify_file(root, name, rec.sha256, rec.bytes, BundleError, REEXPORT)

@@ -135,6 +135,10 @@ def cmd_build_engine(args: argparse.Namespace) -> int:
         if part is None or name not in part.graphs:
             raise PixelrtError(f"--graphs: {bundle.root} has no graph {g!r}; it has: {', '.join(every)}")
         targets.append((g, part, name))
+    from pixelrt.runtime.graph_check import check_graph_file
+
+    for _, part, name in targets:  # every graph to build, against the manifest, before any engine is built
+        check_graph_file(part.graph_path(name))
     for prefix, part in parts.items():
         print(estimate_memory(part, profile).table(profile.name + (f", {prefix[:-1]}/" if prefix else "")))
     advice = precision_advice(profile, bundle.precision)
