@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from pixelrt.bundle import MANIFEST, load_bundle, sha256_file, sub_bundles
+from tests.runtime.bundle_edits import rehash  # noqa: F401 - re-exported for the hostile tests
 
 _RECORDING: list | None = None
 
@@ -60,15 +61,6 @@ def read_json(path: Path) -> dict:
 
 def write_json(path: Path, doc) -> None:
     path.write_text(json.dumps(doc, indent=1))
-
-
-def rehash(root: Path, *names: str) -> None:
-    """Make the top manifest's size and sha256 of ``names`` match the files again (a forger's recomputed sums)."""
-    m = read_json(root / MANIFEST)
-    for name in names:
-        m["files"][name]["sha256"] = sha256_file(root / name)
-        m["files"][name]["bytes"] = (root / name).stat().st_size
-    write_json(root / MANIFEST, m)
 
 
 def digests(root: Path) -> dict[str, str]:

@@ -22,11 +22,12 @@ def write_manifest_json(root: Path, manifest: dict) -> None:
     (root / MANIFEST).write_text(json.dumps(manifest, indent=2))
 
 
-def rehash(root: Path, name: str) -> None:
-    """Make the manifest's sha256 of ``name`` match the file again (so the checksum passes)."""
+def rehash(root: Path, *names: str) -> None:
+    """Make the manifest's size and sha256 of ``names`` match the files again (a forger's recomputed sums)."""
     m = read_manifest(root)
-    m["files"][name]["sha256"] = sha256_file(root / name)
-    m["files"][name]["bytes"] = (root / name).stat().st_size
+    for name in names:
+        m["files"][name]["sha256"] = sha256_file(root / name)
+        m["files"][name]["bytes"] = (root / name).stat().st_size
     write_manifest_json(root, m)
 
 
