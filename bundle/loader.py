@@ -18,7 +18,8 @@ import numpy as np
 from pixelrt.bundle.fields import MAX_DOCUMENT_BYTES, parse_document
 from pixelrt.bundle.files import contained, read_verified, verify_file
 from pixelrt.bundle.manifest import FORMAT, MANIFEST, REEXPORT, Manifest
-from pixelrt.bundle.records import FileRecord, GraphSpec, ImageSpec, StateSpec, StepSchedule
+from pixelrt.bundle.records import FileRecord, GraphSpec, ImageSpec
+from pixelrt.bundle.state import StateSpec, StepSchedule
 from pixelrt.errors import BundleError
 
 MAX_REFERENCE_BYTES = 1 << 30

@@ -15,8 +15,9 @@ from pathlib import PurePosixPath
 from typing import Callable
 
 from pixelrt.bundle.fields import Field
-from pixelrt.bundle.records import (BATCH, RING_KINDS, ConditioningSpec, FileRecord, GraphSpec, HeadSpec, ImageSpec,
-                                    LatentSpec, PartSpec, ReferenceSpec, StateSpec, StepSchedule, TensorSpec)
+from pixelrt.bundle.records import (BATCH, ConditioningSpec, FileRecord, GraphSpec, HeadSpec, ImageSpec, LatentSpec,
+                                    PartSpec, ReferenceSpec, TensorSpec)
+from pixelrt.bundle.state import RING_KINDS, StateSpec, StepSchedule
 
 FORMAT = "pixelrt-bundle"
 FORMAT_VERSION = 2
@@ -272,7 +273,7 @@ class Manifest:
             rule.check(self, f)
 
     def _check_schedule(self, f: Field) -> None:
-        s, (C, H, W) = self.schedule, self.image.shape
+        s, (C, _, W) = self.schedule, self.image.shape
         if C % s.substeps_per_pixel:
             f["schedule"]["substeps_per_pixel"].fail(f"({s.substeps_per_pixel}) must divide the {C} channels")
         for name in s.context:

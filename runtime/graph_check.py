@@ -14,7 +14,7 @@ import onnxruntime as ort
 from pixelrt.bundle.identity import identity_mismatch
 from pixelrt.bundle.loader import Bundle, GraphFile, sub_bundles
 from pixelrt.bundle.manifest import REEXPORT
-from pixelrt.bundle.records import BATCH, TensorSpec
+from pixelrt.bundle.records import BATCH
 from pixelrt.errors import BundleError
 
 ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pixelrt.bundle import MANIFEST, load_bundle
+from pixelrt.bundle import MANIFEST
 from pixelrt.errors import BundleError, CheckpointError, ParityError, PixelrtError
 from tests.bundle.hostile import (OpenAudit, copy_bundle, digests, opened_under, read_json, rehash, use,
                                   write_json)
