@@ -195,9 +195,9 @@ def _load_parts(bundle: Bundle) -> None:
     for name, part in bundle.manifest.parts.items():
         prefix = f"{bundle.prefix}{part.dir}/"
         where = f"{top.root / MANIFEST}: parts.{name}"
-        rec = top.manifest.files[f"{prefix}{MANIFEST}"] if f"{prefix}{MANIFEST}" in top.manifest.files else None
-        if rec is None:
-            raise BundleError(f"{where}: {prefix}{MANIFEST} is not listed in files with its sha256; {REEXPORT}")
+        # listed: Manifest.check requires DIR/manifest.json in the files of the manifest naming the part, and
+        # every file a part lists is in the top manifest's files (checked below, one level up)
+        rec = top.manifest.files[f"{prefix}{MANIFEST}"]
         data = read_verified(top.root, f"{prefix}{MANIFEST}", rec.sha256, rec.bytes, BundleError, REEXPORT)
         sub = _parse(data, top.root / prefix / MANIFEST)
         for fname, frec in sub.files.items():
