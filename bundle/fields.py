@@ -17,7 +17,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 MAX_DOCUMENT_BYTES = 16 << 20  # a manifest with a few thousand reference images is ~200 KiB
 MAX_DEPTH = 16                 # the deepest manifest field is 6 levels down
@@ -105,11 +105,6 @@ class Field:
             self.fail(f"must be {rng}, got {self._got()}")
         return float(v)
 
-    def bool(self) -> bool:
-        if not isinstance(self.value, bool):
-            self.fail(f"must be true or false, got {self._got()}")
-        return self.value
-
     def str(self, choices: tuple | None = None, pattern: re.Pattern | None = None, max_len: int = MAX_STRING) -> str:
         v = self.value
         if not isinstance(v, str) or len(v) > max_len:
@@ -128,10 +123,6 @@ class Field:
         """A free-form value pixelrt records but never interprets (provenance, measurements): any JSON
         already bounded by the parser; returned as it is."""
         return self.value
-
-    def one_of(self, parse: dict[str, Callable[["Field"], Any]], key: str = "kind") -> Any:
-        kind = self[key].str(tuple(parse))
-        return parse[kind](self)
 
 
 def _reject_constant(name: str):

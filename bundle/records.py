@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pixelrt.bundle.fields import NAME, Field
+from pixelrt.bundle.fields import Field
 from pixelrt.data import check_images
 from pixelrt.errors import DataError
 
@@ -310,7 +310,3 @@ def record_field(d, path: str) -> Field:
     from pixelrt.errors import BundleError
 
     return Field(d, path, "a manifest record", BundleError, "re-run `pixelrt export CKPT -o BUNDLE/`")
-
-
-def is_name(text: str) -> bool:
-    return bool(NAME.fullmatch(text))

@@ -13,7 +13,7 @@ from pixelrt.atomic import atomic_write_bytes
 from pixelrt.bundle.fields import Field
 from pixelrt.bundle.files import sha256_file
 from pixelrt.bundle.identity import graph_identity
-from pixelrt.bundle.manifest import FORMAT, MANIFEST, Manifest
+from pixelrt.bundle.manifest import MANIFEST, Manifest
 from pixelrt.bundle.records import FileRecord
 from pixelrt.errors import BundleError
 
@@ -46,7 +46,6 @@ def write_manifest(root: Path, manifest: Manifest) -> Manifest:
     # The writer's own output must pass the loader's parser: a malformed manifest is a pixelrt bug, caught here.
     Manifest.parse(Field(json.loads(json.dumps(doc)), "", str(root / MANIFEST), BundleError,
                          "this is a pixelrt bug: report it with the command that wrote the bundle"))
-    assert doc["format"] == FORMAT
     atomic_write_bytes(root / MANIFEST, (json.dumps(doc, indent=2) + "\n").encode())
     return manifest
 

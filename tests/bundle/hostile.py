@@ -12,9 +12,8 @@ import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
 
-from pixelrt.bundle import MANIFEST, load_bundle, sha256_file, sub_bundles
+from pixelrt.bundle import load_bundle, sha256_file, sub_bundles
 from tests.runtime.bundle_edits import rehash  # noqa: F401 - re-exported for the hostile tests
 
 _RECORDING: list | None = None
@@ -23,7 +22,7 @@ _RECORDING: list | None = None
 def _hook(event: str, args: tuple) -> None:
     if _RECORDING is not None and event == "open" and args and isinstance(args[0], (str, bytes, os.PathLike)):
         path = os.fsdecode(args[0])
-        _RECORDING.append(os.path.realpath(path) if os.path.isabs(path) else os.path.realpath(path))
+        _RECORDING.append(os.path.realpath(path))
 
 
 sys.addaudithook(_hook)
@@ -111,11 +110,6 @@ def use(root: Path) -> None:
         part.reference()
 
 
-def graph_files(root: Path) -> list[str]:
-    m = read_json(root / MANIFEST)
-    return [g["file"] for g in m["graphs"].values()]
-
-
 def all_leaves(doc, path=()):
     """(path tuple, value) of every leaf and every container of a JSON document."""
     yield path, doc
@@ -146,7 +140,3 @@ def delete_at(doc, path: tuple):
     for p in path[:-1]:
         node = node[p]
     del node[path[-1]]
-
-
-def images(n: int, shape, levels: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, levels, (n, *shape)).astype(np.uint8)

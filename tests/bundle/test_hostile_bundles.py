@@ -35,7 +35,7 @@ def hostile(root: Path, outside: Path, match: str, error: type = PixelrtError) -
 
 @pytest.fixture
 def place(tmp_path):
-    """(bundle dir inside tmp/b, the 'outside' folder tmp/outside with a decoy copy of each graph)."""
+    """(tmp, the empty 'outside' folder tmp/outside): tests put their decoys there and copy the bundle to tmp/b."""
     outside = tmp_path / "outside"
     outside.mkdir()
     return tmp_path, outside
