@@ -13,7 +13,9 @@ from dataclasses import asdict
 import torch
 import torch.nn.functional as F
 
-from pixelrt.models.heads import gather_logp, log_softmax
+from torch import nn
+
+from pixelrt.models.heads import gather_logp, inverse_cdf_sample, log_softmax
 from pixelrt.models.layers import MaskedConv2d
 
 
@@ -54,3 +56,24 @@ class CategoricalHead:
 
     def describe(self) -> dict:
         return {"family": self.family, "config": asdict(self.config)}
+
+
+class CategoricalStepHead(nn.Module):
+    """The categorical head's one step form: ReLU -> 1x1 Mask B -> ReLU -> 1x1 Mask B -> the sub-pixel's
+    levels-way softmax, sampled in the graph by inverse CDF (or forced). Every categorical step module
+    (PixelCNN, Gated PixelCNN, the PixelRNNs, CausalSequential) ends in it.
+    """
+
+    def __init__(self, head_hidden: MaskedConv2d, head_out: MaskedConv2d, channels: int, levels: int):
+        super().__init__()
+        self.hidden, self.out = head_hidden.stepper(), head_out.stepper()
+        self.channels, self.levels = channels, levels
+        self.register_buffer("channel_ids", torch.arange(channels))
+
+    def forward(self, h, pixel, channel, force, noise):
+        out = self.out(F.relu(self.hidden(F.relu(h))))  # (B, C*levels)
+        logits = out.reshape(out.shape[0], self.channels, self.levels).index_select(1, channel.reshape(1))
+        logp_all = log_softmax(logits.squeeze(1), dim=-1)
+        value = torch.where(force >= 0, force, inverse_cdf_sample(logp_all, noise))
+        full = torch.where(self.channel_ids == channel, value.unsqueeze(1), pixel)  # this pixel incl. the new value
+        return value, gather_logp(logp_all, value, dim=-1), full

@@ -33,6 +33,7 @@ from torch import nn
 from pixelrt.models.layers import MaskedConv2d
 from pixelrt.models.lstm_layers import LSTMModelConfig, LSTMResidual, MaskedGateConv, lstm_update, skew, unskew
 from pixelrt.models.categorical import CategoricalHead
+from pixelrt.models.diagbilstm_step import DiagBiLSTMRow, DiagBiLSTMStep
 
 
 @dataclass
@@ -145,12 +146,8 @@ class DiagBiLSTM(CategoricalHead, nn.Module):
             h = layer(h, xf)
         return h
 
-    def stepper(self):
-        from pixelrt.models.diagbilstm_step import DiagBiLSTMStep
+    def step_module(self, image):
+        return DiagBiLSTMStep(self, image.width)
 
-        return DiagBiLSTMStep(self)
-
-    def row_stepper(self):
-        from pixelrt.models.diagbilstm_step import DiagBiLSTMRow
-
-        return DiagBiLSTMRow(self)
+    def row_module(self, image):
+        return DiagBiLSTMRow(self, image.width)

@@ -15,13 +15,20 @@ Per-step cost is O(layers * state); the row graph's O(W) cost is paid once per r
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
-from pixelrt.models.diagbilstm import DiagBiLSTM
-from pixelrt.models.layers import ConvWindowStack, RowCache
-from pixelrt.models.lstm_layers import CategoricalStepHead, lstm_update, read_window
+from pixelrt.bundle.graphs import row_graph, row_state, step_graph, step_schedule
+from pixelrt.models.contract import StepModule
+from pixelrt.models.layers import ConvWindowStack, RowCache, ring_states
+from pixelrt.models.categorical import CategoricalStepHead
+from pixelrt.models.lstm_layers import lstm_update, read_window
 from pixelrt.models.pixelcnn import normalize
+
+if TYPE_CHECKING:
+    from pixelrt.models.diagbilstm import DiagBiLSTM
 
 
 def _ss_weight(conv: nn.Conv1d) -> torch.Tensor:
@@ -36,10 +43,18 @@ def _stream_weights(module, streams) -> None:
     module.register_buffer("w_ss", torch.stack([_ss_weight(s.state_to_state) for s in streams]))  # (n, 2s, 4s)
 
 
-class DiagBiLSTMStep(nn.Module):
+def diag_states(model: DiagBiLSTM, width: int) -> tuple:
+    """cache_0..cache_2 (ring rows, the step graph's) and ``rev`` (the row graph's)."""
+    cfg = model.config
+    caches = [(model.input_conv.cache, 1), (RowCache(cfg.hidden, 1, 0), cfg.layers),
+              (RowCache(2 * cfg.state, 2, 1), cfg.layers)]
+    return (*ring_states(caches, width), row_state("rev", (cfg.layers, width, cfg.state)))
+
+
+class DiagBiLSTMStep(StepModule):
     """One sub-pixel of a Diagonal BiLSTM; see the module docstring for the states."""
 
-    def __init__(self, model: DiagBiLSTM):
+    def __init__(self, model: DiagBiLSTM, width: int):
         super().__init__()
         cfg = model.config
         self.levels, self.state = cfg.levels, cfg.state
@@ -50,19 +65,9 @@ class DiagBiLSTMStep(nn.Module):
         self.head = CategoricalStepHead(model.head_hidden, model.head_out, cfg.channels, cfg.levels)
         self.register_buffer("left", torch.zeros(1, dtype=torch.long))
         self.register_buffer("here", torch.ones(1, dtype=torch.long))
-        self.caches = [(self.input_window.spec, 1), (RowCache(cfg.hidden, 1, 0), cfg.layers),
-                       (RowCache(2 * cfg.state, 2, 1), cfg.layers)]
-        self.layers = cfg.layers
-
-    def row_states(self, width: int) -> list[tuple[str, str, tuple]]:
-        """(state name, row-graph output that replaces it, per-image shape) of each per-row state."""
-        return [("rev", "new_rev", (self.layers, width, self.state))]
-
-    def input_names(self) -> list[str]:
-        return ["pixel", "row", "col", "channel", "force", "noise", "cache_0", "cache_1", "cache_2", "rev"]
-
-    def output_names(self) -> list[str]:
-        return ["value", "logp", "new_0", "new_1", "new_2"]
+        self.states = diag_states(model, width)
+        self.graph = step_graph(cfg.channels, self.states)
+        self.schedule = step_schedule(cfg.channels, row_graph="row")
 
     def forward(self, pixel, row, col, channel, force, noise, input_cache, row_inputs, fwd_states, rev):
         s = self.state
@@ -83,7 +88,7 @@ class DiagBiLSTMStep(nn.Module):
                 torch.stack(new_states, 1))
 
 
-class DiagBiLSTMRow(nn.Module):
+class DiagBiLSTMRow(StepModule):
     """The reverse stream of every layer over one finished row: (row_inputs, rev) -> new rev.
 
     row_inputs (B, n, 1, W, 2h) is the step graph's cache_1 after the row's last pixel;
@@ -91,20 +96,17 @@ class DiagBiLSTMRow(nn.Module):
     (the bundle is for one image width).
     """
 
-    def __init__(self, model: DiagBiLSTM):
+    def __init__(self, model: DiagBiLSTM, width: int):
         super().__init__()
         self.state, self.levels = model.config.state, model.config.levels
+        states = {s.name: s for s in diag_states(model, width)}
+        self.graph = row_graph(model.config.channels, width, [states["cache_1"], states["rev"]], [states["rev"]],
+                               with_row=False)
         _stream_weights(self, [layer.reverse_stream for layer in model.layers])
         self.sees_row = model.config.reverse_sees_row
         if self.sees_row:  # (n, C, 4s): the row's own pixels into the reverse gates
             self.register_buffer("w_pix", torch.stack([l.reverse_pixels.weight.detach()[:, :, 0, 0].t()
                                                        for l in model.layers]))
-
-    def input_names(self) -> list[str]:
-        return ["row_pixels", "cache_1", "rev"]
-
-    def output_names(self) -> list[str]:
-        return ["new_rev"]
 
     def forward(self, row_pixels: torch.Tensor, row_inputs: torch.Tensor, rev: torch.Tensor) -> tuple[torch.Tensor]:
         s = self.state

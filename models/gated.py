@@ -21,9 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pixelrt.bundle import ConditioningSpec
 from pixelrt.models.gated_layers import ConditionBias, HorizontalConv, VerticalConv, check_context, gate, shift_down
 from pixelrt.models.heads import gather_logp, log_softmax
 from pixelrt.models.layers import MaskedConv2d
+from pixelrt.models.gated_step import GatedPixelCNNRow, GatedPixelCNNStep
 from pixelrt.models.pixelcnn import normalize
 
 
@@ -158,15 +160,28 @@ class GatedPixelCNN(nn.Module):
         """Per-image log-likelihood in nats, (B,)."""
         return self.log_prob(x, label, cond).flatten(1).sum(1)
 
-    def stepper(self):
-        from pixelrt.models.gated_step import GatedPixelCNNStep
+    @property
+    def conditioning(self) -> tuple[ConditioningSpec, ...]:
+        """The step protocol's context records: ``label`` with its class count, ``cond`` with its map shape."""
+        cfg, out = self.config, []
+        if cfg.num_classes:
+            out.append(ConditioningSpec("label", "int64", (), "class", cfg.num_classes))
+        if cfg.cond_shape:
+            out.append(ConditioningSpec("cond", "float32", tuple(cfg.cond_shape), "map"))
+        return tuple(out)
 
-        return GatedPixelCNNStep(self)
+    def step_module(self, image):
+        self.check_image(image)
+        return GatedPixelCNNStep(self, image.width)
 
-    def row_stepper(self):
-        from pixelrt.models.gated_step import GatedPixelCNNRow
+    def row_module(self, image):
+        return GatedPixelCNNRow(self, image.width)
 
-        return GatedPixelCNNRow(self)
+    def check_image(self, image) -> None:
+        cond = self.config.cond_shape
+        if cond and tuple(cond[1:]) != tuple(image.shape[1:]):
+            raise ValueError(f"the model's conditioning map is {tuple(cond)} but images are {image.shape}; "
+                             "the map's H x W must be the image's")
 
     def describe(self) -> dict:
         return {"family": self.family, "config": asdict(self.config)}

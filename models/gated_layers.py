@@ -112,7 +112,7 @@ class HorizontalConv(nn.Module):
         return RowCache(self.in_channels, 1, self.pad)
 
     def masked_weight(self) -> torch.Tensor:
-        if getattr(self, "premasked", False):  # export copies store the product (see export/gated_export.py)
+        if getattr(self, "premasked", False):  # export copies store the product (layers.freeze_masks)
             return self.weight
         return self.weight * self.mask
 

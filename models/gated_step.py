@@ -24,9 +24,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pixelrt.bundle.graphs import row_graph, row_state, step_graph, step_schedule
+from pixelrt.models.categorical import CategoricalStepHead
+from pixelrt.models.contract import StepModule
 from pixelrt.models.gated_layers import HorizontalWindowStack, gate
-from pixelrt.models.heads import gather_logp, inverse_cdf_sample, log_softmax
-from pixelrt.models.layers import RowCache
+from pixelrt.models.layers import RowCache, ring_states
 from pixelrt.models.pixelcnn import normalize
 
 
@@ -34,10 +36,21 @@ def _context(names: list[str], args: tuple) -> tuple[dict, tuple]:
     return dict(zip(names, args[: len(names)])), args[len(names):]
 
 
-class GatedPixelCNNStep(nn.Module):
+def gated_states(model, width: int) -> tuple:
+    """The ring-row states of the horizontal stack, then the row module's vrows_0, vrows_1 and link."""
+    cfg = model.config
+    L, Fw, C = cfg.layers, cfg.hidden, cfg.channels
+    first, rest = model.layers[0].hconv, model.layers[1].hconv
+    caches: list[tuple[RowCache, int]] = [(first.cache, 1), (rest.cache, L - 1)]
+    p0, p = model.layers[0].vconv.pad, model.layers[1].vconv.pad
+    return (*ring_states(caches, width), row_state("vrows_0", (C, p0, width + 2 * p0)),
+            row_state("vrows_1", (L - 1, Fw, p, width + 2 * p)), row_state("link", (L, width, 2 * Fw)))
+
+
+class GatedPixelCNNStep(StepModule):
     """One sub-pixel from the cached current row and the row module's link (see module doc)."""
 
-    def __init__(self, model):
+    def __init__(self, model, width: int):
         super().__init__()
         cfg = model.config
         self.channels, self.levels, self.groups = cfg.channels, cfg.levels, cfg.channels
@@ -52,29 +65,12 @@ class GatedPixelCNNStep(nn.Module):
         self.register_buffer("b_centre_1", torch.stack([b for _, b in centres[1:]]))  # (L-1, 2F)
         self.outs = nn.ModuleList(layer.out.stepper() for layer in model.layers)
         self.cond_h = model.cond_h
-        self.head_hidden = model.head_hidden.stepper()
-        self.head_out = model.head_out.stepper()
-        self.register_buffer("channel_ids", torch.arange(cfg.channels))
+        self.head = CategoricalStepHead(model.head_hidden, model.head_out, cfg.channels, cfg.levels)
         self.layers, self.width = cfg.layers, cfg.hidden
-
-    @property
-    def caches(self) -> list[tuple[RowCache, int]]:
-        """(geometry, stacked layers) of each ring-row state, in input order."""
-        return [(self.window_0.spec, 1), (self.window_1.spec, self.window_1.layers)]
-
-    def row_states(self, width: int) -> list[tuple[str, str, tuple]]:
-        """(name, row-graph output, per-image shape) of each ``row`` state (export/row_graph.py's protocol)."""
-        L, Fw, C, p0, p = self.layers, self.width, self.channels, self.window_0.spec.pad, self.window_1.spec.pad
-        shapes = {"vrows_0": (C, p0, width + 2 * p0), "vrows_1": (L - 1, Fw, p, width + 2 * p),
-                  "link": (L, width, 2 * Fw)}
-        return [(name, f"new_{name}", shape) for name, shape in shapes.items()]
-
-    def input_names(self) -> list[str]:
-        return (["pixel", "row", "col", "channel", "force", "noise"] + self.context_names
-                + ["cache_0", "cache_1", "link"])
-
-    def output_names(self) -> list[str]:
-        return ["value", "logp", "new_0", "new_1"]
+        states, ctx = gated_states(model, width), model.conditioning
+        self.states = states
+        self.graph = step_graph(cfg.channels, [s for s in states if s.name not in ("vrows_0", "vrows_1")], ctx)
+        self.schedule = step_schedule(cfg.channels, context=ctx, row_graph="row")
 
     def forward(self, pixel, row, col, channel, force, noise, *args):
         ctx, (cache_0, cache_1, link) = _context(self.context_names, args)
@@ -92,19 +88,14 @@ class GatedPixelCNNStep(nn.Module):
             new.append(h)
             a = h @ self.w_centre_1[k - 1] + self.b_centre_1[k - 1] + windows[k - 1] + links[k]
             h = h + self.outs[k](gate(a if bias is None else a + bias[k], self.groups))
-        out = self.head_out(F.relu(self.head_hidden(F.relu(h))))  # (B, C*levels)
-        logits = out.reshape(out.shape[0], self.channels, self.levels).index_select(1, channel.reshape(1))
-        logp_all = log_softmax(logits.squeeze(1), dim=-1)
-        value = torch.where(force >= 0, force, inverse_cdf_sample(logp_all, noise))
-        logp = gather_logp(logp_all, value, dim=-1)
-        full = torch.where(self.channel_ids == channel, value.unsqueeze(1), pixel)
+        value, logp, full = self.head(h, pixel, channel, force, noise)
         return value, logp, normalize(full, self.levels).unsqueeze(1), torch.stack(new, dim=1)
 
 
-class GatedPixelCNNRow(nn.Module):
+class GatedPixelCNNRow(StepModule):
     """The vertical stack for one finished row r: new vertical windows and the link for row r+1."""
 
-    def __init__(self, model):
+    def __init__(self, model, width: int):
         super().__init__()
         cfg = model.config
         self.levels, self.layers, self.width = cfg.levels, cfg.layers, cfg.hidden
@@ -114,18 +105,8 @@ class GatedPixelCNNRow(nn.Module):
             [layer.link.weight.detach()[:, :, 0, 0].t() for layer in model.layers]))  # (L, F, 2F)
         self.cond_v = model.cond_v
         self.pad_0, self.pad = self.vconvs[0].pad, self.vconvs[1].pad
-
-    def state_shapes(self, channels: int, width: int) -> dict[str, tuple]:
-        """Per-image shapes of the row states, in input order (and ``link``, the step's input)."""
-        L, Fw, p0, p = self.layers, self.width, self.pad_0, self.pad
-        return {"vrows_0": (channels, p0, width + 2 * p0), "vrows_1": (L - 1, Fw, p, width + 2 * p),
-                "link": (L, width, 2 * Fw)}
-
-    def input_names(self) -> list[str]:
-        return ["row_pixels", "row"] + self.context_names + ["vrows_0", "vrows_1"]
-
-    def output_names(self) -> list[str]:
-        return ["new_vrows_0", "new_vrows_1", "new_link"]
+        rows = [s for s in gated_states(model, width) if s.update == "row"]
+        self.graph = row_graph(cfg.channels, width, rows[:2], rows, model.conditioning)
 
     def forward(self, row_pixels, row, *args):
         ctx, (vrows_0, vrows_1) = _context(self.context_names, args)

@@ -57,6 +57,15 @@ class RowCache:
         return (row + self.pad) % self.rows
 
 
+def ring_states(caches: list[tuple[RowCache, int]], width: int) -> list:
+    """The step protocol's ring-row states of ``caches`` ((geometry, stacked layers) each): state
+    ``cache_k`` in, its new column ``new_k`` out."""
+    from pixelrt.bundle.graphs import ring_state
+
+    return [ring_state(f"cache_{k}", f"new_{k}", layers, c.rows, c.pad, width, c.channels)
+            for k, (c, layers) in enumerate(caches)]
+
+
 class MaskedConv2d(nn.Module):
     """k x k convolution with Mask A or Mask B and R->G->B channel groups."""
 
@@ -101,7 +110,10 @@ def freeze_masks(model: nn.Module) -> nn.Module:
     """
     frozen = copy.deepcopy(model).eval()
     for m in frozen.modules():
-        if isinstance(m, MaskedConv2d):
+        # every masked layer (MaskedConv2d, the gated stack's HorizontalConv, a user's own) has
+        # ``weight``, a ``mask`` buffer and ``masked_weight()``, which honours ``premasked``
+        if callable(getattr(m, "masked_weight", None)) and isinstance(getattr(m, "mask", None), torch.Tensor) \
+                and not getattr(m, "premasked", False):
             with torch.no_grad():
                 m.weight.copy_(m.weight * m.mask)
             m.premasked = True

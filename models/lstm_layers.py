@@ -157,26 +157,3 @@ def read_window(cache: torch.Tensor, slot: torch.Tensor, col: torch.Tensor, offs
 def stacked_matmul(window: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """(B, L, k, C) windows x (L, k*C, Cout) -> (L, B, Cout), one batched MatMul for all layers."""
     return torch.bmm(window.reshape(window.shape[0], window.shape[1], -1).transpose(0, 1), weight)
-
-
-class CategoricalStepHead(nn.Module):
-    """ReLU -> 1x1 Mask B -> ReLU -> 1x1 Mask B -> the sub-pixel's levels-way softmax, sampled in the graph.
-
-    Shared by the PixelRNN step modules; the arithmetic is the PixelCNN step's.
-    """
-
-    def __init__(self, head_hidden: MaskedConv2d, head_out: MaskedConv2d, channels: int, levels: int):
-        super().__init__()
-        self.hidden, self.out = head_hidden.stepper(), head_out.stepper()
-        self.channels, self.levels = channels, levels
-        self.register_buffer("channel_ids", torch.arange(channels))
-
-    def forward(self, h, pixel, channel, force, noise):
-        from pixelrt.models.heads import gather_logp, inverse_cdf_sample, log_softmax
-
-        out = self.out(F.relu(self.hidden(F.relu(h))))  # (B, C*levels)
-        logits = out.reshape(out.shape[0], self.channels, self.levels).index_select(1, channel.reshape(1))
-        logp_all = log_softmax(logits.squeeze(1), dim=-1)
-        value = torch.where(force >= 0, force, inverse_cdf_sample(logp_all, noise))
-        full = torch.where(self.channel_ids == channel, value.unsqueeze(1), pixel)  # this pixel incl. the new value
-        return value, gather_logp(logp_all, value, dim=-1), full

@@ -25,8 +25,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import numpy as np
+
+from pixelrt.bundle import BATCH, ConditioningSpec, GraphSpec, HeadSpec, ImageSpec, TensorSpec
+from pixelrt.models.contract import ExportSpec, Graph, Part, autoregressive_spec
 from pixelrt.models.heads import gather_logp, log_softmax
-from pixelrt.models.lstm_layers import lstm_update, read_window, stacked_matmul
+from pixelrt.models.lstm_layers import lstm_update
 from pixelrt.models.pixelcnn import normalize
 from pixelrt.models.rowlstm import RowLSTM, RowLSTMConfig, RowLSTMStep
 
@@ -109,13 +113,17 @@ def conditional_logits(model: RowLSTM, xf: torch.Tensor, bias: torch.Tensor) -> 
     return out.reshape(B, model.config.channels, model.config.levels, H, W)
 
 
+CONTEXT = "bias"  # stage 2's context input: the bias field
+
+
 class ConditionalRowLSTM(nn.Module):
     """Stage 2 seen as a model of x given the bias field: log_prob(x, bias), logits_from_float(xf, bias)."""
 
-    def __init__(self, model: RowLSTM):
+    def __init__(self, model: RowLSTM, size: tuple[int, int] | None = None):
         super().__init__()
         self.model = model
         self.config = model.config
+        self.size = size  # (H, W) of the bias field: needed to declare it as a context record
 
     def logits_from_float(self, xf, bias):
         return conditional_logits(self.model, xf, bias)
@@ -128,8 +136,18 @@ class ConditionalRowLSTM(nn.Module):
         logp = self.log_prob(x, bias)
         return logp.flatten(1).sum(1), logp
 
-    def stepper(self) -> "ConditionalRowLSTMStep":
-        return ConditionalRowLSTMStep(self.model)
+    @property
+    def conditioning(self) -> tuple:
+        cfg = self.model.config
+        if self.size is None:
+            raise ValueError("ConditionalRowLSTM(model, size=(H, W)) declares its bias field; pass the image size")
+        return (ConditioningSpec(CONTEXT, "float32", (cfg.layers * 4 * cfg.state, *self.size), "map"),)
+
+    def step_module(self, image) -> RowLSTMStep:
+        return RowLSTMStep(self.model, image.width, bias=self.conditioning[0])
+
+    def describe(self) -> dict:
+        return self.model.describe()
 
 
 class MultiScale(nn.Module):
@@ -144,8 +162,8 @@ class MultiScale(nn.Module):
         self.stage2 = RowLSTM(config.stage())
         self.cond = CondNet(config.channels, config.levels, config.up_channels, config.layers * 4 * config.state)
 
-    def conditional(self) -> ConditionalRowLSTM:
-        return ConditionalRowLSTM(self.stage2)
+    def conditional(self, size: tuple[int, int] | None = None) -> ConditionalRowLSTM:
+        return ConditionalRowLSTM(self.stage2, size)
 
     def log_prob_parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(stage-1 log p per coarse sub-pixel (B, C, s, s), stage-2 log p per sub-pixel (B, C, n, n)), nats."""
@@ -160,34 +178,30 @@ class MultiScale(nn.Module):
     def describe(self) -> dict:
         return {"family": self.family, "config": asdict(self.config)}
 
+    def export_spec(self, image: ImageSpec) -> ExportSpec:
+        """cond.onnx (coarse image -> bias field) and two parts: stage1 on the coarse image, stage2 on the
+        image given the bias field (kind "multiscale")."""
+        C, H, W = image.shape
+        if H % 2 or W % 2:
+            raise ValueError(f"multi-scale needs even image sides, got {H}x{W}")
+        coarse = ImageSpec(C, H // 2, W // 2, image.levels)
+        F = self.cond.k_cond.out_channels
+        cond = GraphSpec("cond.onnx", (TensorSpec("coarse", "uint8", (BATCH, *coarse.shape)),),
+                         (TensorSpec(CONTEXT, "float32", (BATCH, F, H, W)),))
 
-class ConditionalRowLSTMStep(RowLSTMStep):
-    """RowLSTMStep with one more input, ``bias`` (B, L * 4s, H, W), gathered at (row, col) in the graph."""
+        @torch.inference_mode()
+        def given_bias(x: np.ndarray):
+            return x, {CONTEXT: self.cond(coarsen(torch.from_numpy(x))).numpy()}
 
-    def input_names(self) -> list[str]:
-        return super().input_names() + ["bias"]
-
-    def forward(self, pixel, row, col, channel, force, noise, input_cache, row_inputs, row_states, bias):
-        s = self.state
-        B = bias.shape[0]
-        H, W = bias.shape[2], bias.shape[3]  # one strided gather of B x F values, not a row copy first
-        here = bias.reshape(B, -1, H * W).index_select(2, (row * W + col).reshape(1)).reshape(B, self.n, 4 * s)
-        x = self.input_centre(normalize(pixel, self.levels)) + self.input_window(input_cache, row, col)[0]
-        left = read_window(row_inputs, torch.zeros_like(row), col, self.offsets)
-        is_left = stacked_matmul(left, self.w_is_window)
-        above = read_window(row_states, torch.remainder(row - 1 + self.pad, 2), col, self.offsets)
-        ss = stacked_matmul(above[..., :s].contiguous(), self.w_ss)
-        c_above = above[:, :, self.pad, s:]
-        new_inputs, new_states = [], []
-        for l, project in enumerate(self.projects):
-            gates = x @ self.w_is_centre[l] + self.b_is[l] + is_left[l] + ss[l] + here[:, l]
-            h, c = lstm_update(gates, c_above[:, l])
-            new_inputs.append(x)
-            new_states.append(torch.cat([h, c], dim=1))
-            x = x + project(h)
-        value, logp, full = self.head(x, pixel, channel, force, noise)
-        return (value, logp, normalize(full, self.levels).unsqueeze(1), torch.stack(new_inputs, 1),
-                torch.stack(new_states, 1))
+        parts = {"stage1": Part(autoregressive_spec(self.stage1, coarse), "stage 1: the coarse image", None,
+                                lambda x: (coarsen(torch.from_numpy(x)).numpy(), {})),
+                 "stage2": Part(autoregressive_spec(self.conditional((H, W)), image),
+                                "stage 2: the image given the bias field", CONTEXT, given_bias)}
+        return ExportSpec("multiscale", self, image, {"cond": Graph(self.cond, cond, levels=image.levels)},
+                          HeadSpec("categorical", image.levels, "inverse-cdf"), parts=parts, notes={
+                              "coarsen": {"factor": 2, "rule": "mean of each 2x2 block rounded half-down: floor((sum + 1) / 4)"},
+                              "cond": {"graph": "cond", "input": "coarse", "output": CONTEXT, "runs": "once per image"},
+                              "loglik": "log p1(coarse(x)) + log p2(x | coarse(x)): a lower bound on log p(x)"})
 
 
 class GivenCoarse(nn.Module):

@@ -17,9 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pixelrt.models.categorical import CategoricalHead, normalize  # noqa: F401 - normalize re-exported
-from pixelrt.models.heads import gather_logp, inverse_cdf_sample, log_softmax
-from pixelrt.models.layers import ConvWindowStack, MaskedConv2d, RowCache
+from pixelrt.models.categorical import CategoricalHead, CategoricalStepHead, normalize  # noqa: F401 - normalize re-exported
+from pixelrt.bundle.graphs import step_graph, step_schedule
+from pixelrt.models.contract import StepModule
+from pixelrt.models.layers import ConvWindowStack, MaskedConv2d, RowCache, ring_states
 
 
 @dataclass
@@ -103,11 +104,11 @@ class PixelCNN(CategoricalHead, nn.Module):
         return h
 
     # -- step path ---------------------------------------------------------------
-    def stepper(self) -> "PixelCNNStep":
-        return PixelCNNStep(self)
+    def step_module(self, image) -> "PixelCNNStep":
+        return PixelCNNStep(self, image.width)
 
 
-class PixelCNNStep(nn.Module):
+class PixelCNNStep(StepModule):
     """One sub-pixel of a PixelCNN from cached rows: the model's step path.
 
     Inputs (names as exported):
@@ -123,7 +124,7 @@ class PixelCNNStep(nn.Module):
       channel is done.
     """
 
-    def __init__(self, model: PixelCNN):
+    def __init__(self, model: PixelCNN, width: int):
         super().__init__()
         cfg = model.config
         self.channels, self.levels = cfg.channels, cfg.levels
@@ -131,20 +132,11 @@ class PixelCNNStep(nn.Module):
         self.input_centre = model.input_conv.stepper()
         self.block_windows = ConvWindowStack([b.conv for b in model.blocks])
         self.blocks = nn.ModuleList(b.stepper() for b in model.blocks)
-        self.head_hidden = model.head_hidden.stepper()
-        self.head_out = model.head_out.stepper()
-        self.register_buffer("channel_ids", torch.arange(cfg.channels))
-
-    @property
-    def caches(self) -> list[tuple[RowCache, int]]:
-        """(geometry, stacked layers) of each state tensor, in input order."""
-        return [(self.input_window.spec, 1), (self.block_windows.spec, self.block_windows.layers)]
-
-    def input_names(self) -> list[str]:
-        return ["pixel", "row", "col", "channel", "force", "noise"] + [f"cache_{k}" for k in range(len(self.caches))]
-
-    def output_names(self) -> list[str]:
-        return ["value", "logp"] + [f"new_{k}" for k in range(len(self.caches))]
+        self.head = CategoricalStepHead(model.head_hidden, model.head_out, cfg.channels, cfg.levels)
+        caches: list[tuple[RowCache, int]] = [(self.input_window.spec, 1),
+                                              (self.block_windows.spec, self.block_windows.layers)]
+        self.states = tuple(ring_states(caches, width))
+        self.graph, self.schedule = step_graph(cfg.channels, self.states), step_schedule(cfg.channels)
 
     def normalize(self, pixel: torch.Tensor) -> torch.Tensor:
         return normalize(pixel, self.levels)
@@ -157,11 +149,5 @@ class PixelCNNStep(nn.Module):
         for block, window in zip(self.blocks, windows):
             h, a = block(h, window)
             new.append(a)
-        out = self.head_out(F.relu(self.head_hidden(F.relu(h))))  # (B, C*levels)
-        logits = out.reshape(out.shape[0], self.channels, self.levels).index_select(1, channel.reshape(1))
-        logp_all = log_softmax(logits.squeeze(1), dim=-1)  # (B, levels)
-        sampled = inverse_cdf_sample(logp_all, noise)
-        value = torch.where(force >= 0, force, sampled)
-        logp = gather_logp(logp_all, value, dim=-1)
-        full = torch.where(self.channel_ids == channel, value.unsqueeze(1), pixel)
+        value, logp, full = self.head(h, pixel, channel, force, noise)
         return value, logp, self.normalize(full).unsqueeze(1), torch.stack(new, dim=1)

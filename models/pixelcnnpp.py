@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pixelrt.bundle import HeadSpec
 from pixelrt.models import logistic
 
 
@@ -203,22 +204,32 @@ class PixelCNNPP(nn.Module):
         """Per-image log-likelihood in nats, (B,)."""
         return self.log_prob(x).flatten(1).sum(1)
 
-    # -- step path ---------------------------------------------------------------
-    def stepper(self, width: int):
-        from pixelrt.models.pixelcnnpp_step import PixelCNNPPStep
+    # -- step path (the step protocol: models/contract.py) -----------------------------
+    def step_module(self, image):
+        """The ul stream, one whole pixel per step; needs the image to be a multiple of 2^(R-1)."""
+        from pixelrt.models.pixelcnnpp_step import PixelCNNPPStep  # it subclasses this module's layers
 
-        return PixelCNNPPStep(self, width)
+        self.config.check_image(image.height, image.width)
+        return PixelCNNPPStep(self, image.width)
 
-    def row_stepper(self, width: int):
+    def row_module(self, image):
+        """The u stream, one finished row per run."""
         from pixelrt.models.pixelcnnpp_row import PixelCNNPPRow
 
-        return PixelCNNPPRow(self, width)
+        return PixelCNNPPRow(self, image.width)
 
-    def step_plan(self, width: int):
-        """(states, schedule) the host needs to drive the row and step graphs for this width."""
-        from pixelrt.models.pixelcnnpp_step import step_plan
+    @property
+    def head(self):
+        from pixelrt.models.pixelcnnpp_step import SAMPLER
 
-        return step_plan(self, width)
+        return HeadSpec("discretized-logistic-mixture", self.config.levels, SAMPLER, mixtures=self.config.mixtures)
+
+    @staticmethod
+    def trace_context():
+        """Resolution branches trace as torch.cond (ONNX If nodes): a coarse level runs only on its grid."""
+        from pixelrt.models.pixelcnnpp_row import tracing_for_export
+
+        return tracing_for_export()
 
     def describe(self) -> dict:
         return {"family": self.family, "config": asdict(self.config)}

@@ -10,7 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pixelrt.bundle.graphs import row_graph, row_state
 from pixelrt.models import logistic
+from pixelrt.models.contract import StepModule
 from pixelrt.models.pixelcnnpp import GatedResnet, PixelCNNPP, block_counts, concat_elu
 
 # -- shared helpers ------------------------------------------------------------------
@@ -65,7 +67,7 @@ def up_row(deconv, coarse: torch.Tensor, tap: torch.Tensor) -> torch.Tensor:
     return y.index_select(2, tap.reshape(1)).squeeze(2)[:, :, 1:1 + 2 * Wc]
 
 
-class PixelCNNPPRow(nn.Module):
+class PixelCNNPPRow(StepModule):
     """The per-row graph: after row i, the u stream of row i + 1 at every resolution that advances.
 
     Inputs: row_pixels (B, C, W) int64 (row i), row (scalar i), then the row states
@@ -89,6 +91,7 @@ class PixelCNNPPRow(nn.Module):
             for name, t in zip(self.state_names(), out):
                 self.register_buffer(f"const_{name}", t.detach().clone())
             self.consts = True
+        self.graph = row_graph(cfg.channels, width, self.states(), self.states())
 
     def state_names(self) -> list[str]:
         names = ["x_prev"]
@@ -111,11 +114,9 @@ class PixelCNNPPRow(nn.Module):
             shapes[f"u{l}_dec_out"] = (Fw, Wl)
         return [shapes[n] for n in self.state_names()]
 
-    def input_names(self) -> list[str]:
-        return ["row_pixels", "row"] + self.state_names()
-
-    def output_names(self) -> list[str]:
-        return [f"{n}_next" for n in self.state_names()]
+    def states(self) -> list:
+        """The u stream's states, each replaced after every finished row by output ``{name}_next``."""
+        return [row_state(n, s, f"{n}_next") for n, s in zip(self.state_names(), self.state_shapes())]
 
     def forward(self, row_pixels, row, *states):
         names = self.state_names()

@@ -28,13 +28,14 @@ has run yet for that resolution.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pixelrt.bundle import StateSpec
+from pixelrt.bundle.graphs import ring_state, step_graph, step_schedule
 from pixelrt.models import logistic
+from pixelrt.models.contract import StepModule
 from pixelrt.models.pixelcnnpp import PixelCNNPP, block_counts, concat_elu
 from pixelrt.models.pixelcnnpp_row import PixelCNNPPRow, _cond, _split_nin
 
@@ -70,17 +71,10 @@ def _centre(conv):
     return conv.conv.weight.detach()[:, :, -1, -1].t().contiguous(), conv.conv.bias.detach().clone()
 
 
-@dataclass(frozen=True)
-class StepState:
-    name: str
-    shape: tuple      # per image
-    stride: int       # written at fine positions with i % stride == j % stride == 0
-    rows: int
-    pad: int
-    source: str
+SAMPLER = "gumbel-max component + logistic inverse CDF, clamped and rounded"
 
 
-class PixelCNNPPStep(nn.Module):
+class PixelCNNPPStep(StepModule):
     """One whole pixel (all channels) from cached state; the ul stream at every due resolution.
 
     Inputs: row, col (int64 scalars), force (B, C) int64 (-1 = sample; (B,) when C = 1),
@@ -132,32 +126,32 @@ class PixelCNNPPStep(nn.Module):
         self.register_buffer("w_out", m.out.weight.detach()[:, :, 0, 0].t().contiguous())
         self.register_buffer("b_out", m.out.bias.detach().clone())
 
+        row_states = row.states()
+        self.states = (*self.step_states(), *row_states)
+        feeds = [s for s in row_states if s.name in self.feed_names()]
+        C, noise = cfg.channels, cfg.channels * (cfg.mixtures + 1)
+        self.graph = step_graph(C, [*self.step_states(), *feeds], channels_per_substep=C, noise_per_substep=noise,
+                                inputs=("row", "col", "force", "noise"))
+        self.schedule = step_schedule(C, substeps_per_pixel=1, noise_per_substep=noise, row_graph="row",
+                                      sampler=SAMPLER)
+
     # -- I/O -------------------------------------------------------------------------
-    def step_states(self) -> list[StepState]:
-        C1, Fw = self.cfg.channels + 1, self.Fw
-        out = [StepState("x_cache", (1, 2, self.width + 2, C1), 1, 2, 1, "x_new")]
+    def step_states(self) -> list[StateSpec]:
+        """The ul stream's ring rows at every resolution (strided below full resolution)."""
+        C1, Fw, W = self.cfg.channels + 1, self.Fw, self.width
+        out = [ring_state("x_cache", "x_new", 1, 2, 1, W, C1)]
         for l in range(self.R):
-            s, Wl, L = 2 ** l, self.width >> l, self.enc[l] + self.dec[l]
-            out.append(StepState(f"ul{l}_c1", (L, 2, Wl + 2, 2 * Fw), s, 2, 1, f"ul{l}_c1_new"))
-            out.append(StepState(f"ul{l}_c2", (L, 2, Wl + 2, 2 * Fw), s, 2, 1, f"ul{l}_c2_new"))
+            s, L = 2 ** l, self.enc[l] + self.dec[l]
+            out.append(ring_state(f"ul{l}_c1", f"ul{l}_c1_new", L, 2, 1, W, 2 * Fw, s))
+            out.append(ring_state(f"ul{l}_c2", f"ul{l}_c2_new", L, 2, 1, W, 2 * Fw, s))
             if l < self.R - 1:
-                out.append(StepState(f"ul{l}_down", (1, 2, Wl + 2, Fw), s, 2, 1, f"ul{l}_down_new"))
+                out.append(ring_state(f"ul{l}_down", f"ul{l}_down_new", 1, 2, 1, W, Fw, s))
             if l > 0:
-                out.append(StepState(f"ul{l}_dec", (1, 1, Wl, Fw), s, 1, 0, f"ul{l}_dec_new"))
+                out.append(ring_state(f"ul{l}_dec", f"ul{l}_dec_new", 1, 1, 0, W, Fw, s))
         return out
 
     def feed_names(self) -> list[str]:
         return [f"u{l}_feed" for l in range(self.R)]
-
-    def input_names(self) -> list[str]:
-        return ["row", "col", "force", "noise"] + [s.name for s in self.step_states()] + self.feed_names()
-
-    def output_names(self) -> list[str]:
-        return ["value", "logp"] + [s.source for s in self.step_states()]
-
-    @property
-    def noise_per_pixel(self) -> int:
-        return self.cfg.channels * (self.cfg.mixtures + 1)
 
     # -- the step --------------------------------------------------------------------
     def forward(self, row, col, force, noise, *states):
@@ -226,7 +220,7 @@ class PixelCNNPPStep(nn.Module):
 
             def skip(top, a, b, *ops):
                 S2 = dict(zip(deep_in, ops))
-                zeros = [top.new_zeros(top.shape[0], s.shape[0], s.shape[-1]) for s in deeper]
+                zeros = [top.new_zeros(top.shape[0], s.shape[1], s.shape[-1]) for s in deeper]
                 b2 = torch.div(b, 2, rounding_mode="floor")
                 dec = S2[f"ul{l + 1}_dec"].index_select(3, b2)[:, 0, 0, 0]  # computed at (2 (a//2), 2 (b//2))
                 return (*zeros, dec)
@@ -249,20 +243,3 @@ class PixelCNNPPStep(nn.Module):
         if l > 0:
             out[f"ul{l}_dec_new"] = h.unsqueeze(1)
         return out, h
-
-
-# -- what the host needs ------------------------------------------------------------------------
-def step_plan(model: PixelCNNPP, width: int):
-    """The manifest's view of the two graphs: every state (step caches, row states) and the schedule."""
-    from pixelrt.bundle import StateSpec, StepSchedule
-
-    step, row = PixelCNNPPStep(model, width), PixelCNNPPRow(model, width, bootstrap=False)
-    states = []
-    for s in step.step_states():
-        kind = "ring-row" if s.stride == 1 else "strided-ring-row"
-        states.append(StateSpec(s.name, ("batch", *s.shape), "float32", "zeros", kind, s.source, s.rows, s.pad,
-                                s.stride))
-    for name, shape in zip(row.state_names(), row.state_shapes()):
-        states.append(StateSpec(name, ("batch", *shape), "float32", "zeros", "row", f"{name}_next"))
-    schedule = StepSchedule(substeps_per_pixel=1, noise_per_substep=step.noise_per_pixel, row_graph="row")
-    return states, schedule

@@ -20,8 +20,12 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+import numpy as np
+
+from pixelrt.bundle import BATCH, GraphSpec, HeadSpec, ImageSpec, LatentSpec, TensorSpec
+from pixelrt.models.contract import ExportSpec, Graph, Part, autoregressive_spec
 from pixelrt.models.gated import GatedPixelCNN, GatedPixelCNNConfig
-from pixelrt.models.vae import Decoder, Encoder, VAEConfig, latent_bounds
+from pixelrt.models.vae import Decoder, Encoder, EncoderGraph, VAEConfig, check_geometry, encoder_graph, latent_bounds
 
 CONTEXT = "cond"  # the Gated PixelCNN's spatial-conditioning input, fed by the features graph
 
@@ -75,6 +79,28 @@ class PixelVAE(nn.Module):
 
     def describe(self) -> dict:
         return {"family": self.family, "config": asdict(self.config)}
+
+    def export_spec(self, image: ImageSpec) -> ExportSpec:
+        """encoder and features graphs, and the part ``pixelcnn``: the Gated PixelCNN given features(z),
+        whose reference is each image given the map at its posterior mean (kind "pixelvae")."""
+        check_geometry(self.config, image)
+        c = self.config
+        features = GraphSpec("features.onnx", (TensorSpec("z", "float32", (BATCH, c.latent)),),
+                             (TensorSpec(CONTEXT, "float32", (BATCH, c.hidden, c.height, c.width)),))
+        graphs = {"encoder": Graph(EncoderGraph(self), encoder_graph(image, c.latent), levels=image.levels),
+                  "features": Graph(FeaturesGraph(self), features, levels=image.levels)}
+        part = Part(autoregressive_spec(self.pixelcnn, image), "p(x|z): a Gated PixelCNN given features(z)", CONTEXT,
+                    lambda x: (x, {CONTEXT: self.posterior_maps(x)}))
+        head = HeadSpec("categorical", image.levels, "inverse-cdf", decoder="autoregressive (Gated PixelCNN given features(z))")
+        return ExportSpec("pixelvae", self, image, graphs, head, latent=LatentSpec(c.latent), parts={"pixelcnn": part},
+                          notes={"log_px": "pixelcnn/full.onnx on (x, features(z))",
+                                 "sampling": f"z ~ N(0, I) -> features.onnx once -> the step loop of pixelcnn/ with {CONTEXT}"})
+
+    @torch.inference_mode()
+    def posterior_maps(self, x: np.ndarray) -> np.ndarray:
+        """The conditioning map at each image's posterior mean: what the PixelCNN sees for a typical z."""
+        mu, _ = self.encoder(torch.from_numpy(x))
+        return self.cond(mu).numpy()
 
     def cond(self, z: torch.Tensor) -> torch.Tensor:
         """The conditioning map of latents z (B, Z): (B, hidden, H, W)."""

@@ -9,26 +9,29 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from pixelrt.bundle import ImageSpec
 from pixelrt.models.heads import gather_logp, inverse_cdf_sample, log_softmax
 
 
-def _build(model: torch.nn.Module, method: str, width: int | None) -> torch.nn.Module:
-    """``model.<method>()``; models whose step modules depend on the image width
-    (``step_needs_width``, e.g. PixelCNN++) get ``width``."""
-    if getattr(model, "step_needs_width", False):
-        if width is None:
-            raise ValueError(f"{type(model).__name__}.{method} needs the image width; pass width=")
-        return getattr(model, method)(width).eval()
-    return getattr(model, method)().eval()
+def _image(model: torch.nn.Module, image, width: int | None) -> ImageSpec:
+    """The image a step module is declared for: ``image``, else one of the model's channels and
+    levels, ``width`` wide (the runner feeds by name, so the height does not matter)."""
+    if image is not None:
+        return image
+    cfg = model.config
+    w = width or getattr(cfg, "width", None) or 8
+    return ImageSpec(cfg.channels, getattr(cfg, "height", None) or w, w, cfg.levels)
 
 
 class TorchStepRunner:
-    """Runs a model's step module on numpy feeds, returning numpy outputs by name."""
+    """Runs a model's step module (the step protocol's ``step_module(image)``) on numpy feeds,
+    returning numpy outputs by name."""
 
     name = "torch"
+    method = "step_module"
 
-    def __init__(self, model: torch.nn.Module, width: int | None = None):
-        self.step = _build(model, "stepper", width)
+    def __init__(self, model: torch.nn.Module, image: ImageSpec | None = None, width: int | None = None):
+        self.step = getattr(model, self.method)(_image(model, image, width)).eval()
         self.input_names = self.step.input_names()
         self.output_names = self.step.output_names()
 
@@ -40,12 +43,9 @@ class TorchStepRunner:
 
 
 class TorchRowRunner(TorchStepRunner):
-    """Runs a model's per-row module (``model.row_stepper()``), for bundles whose schedule has a row graph."""
+    """Runs a model's per-row module (``row_module(image)``), for bundles whose schedule has a row graph."""
 
-    def __init__(self, model: torch.nn.Module, width: int | None = None):
-        self.step = _build(model, "row_stepper", width)
-        self.input_names = self.step.input_names()
-        self.output_names = self.step.output_names()
+    method = "row_module"
 
 
 @torch.inference_mode()

@@ -24,8 +24,11 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from pixelrt.models.layers import ConvWindowStack, MaskedConv2d, RowCache
-from pixelrt.models.lstm_layers import (CategoricalStepHead, LSTMModelConfig, LSTMResidual, MaskedGateConv,
+from pixelrt.bundle.graphs import step_graph, step_schedule
+from pixelrt.models.contract import StepModule
+from pixelrt.models.layers import ConvWindowStack, MaskedConv2d, RowCache, ring_states
+from pixelrt.models.categorical import CategoricalStepHead
+from pixelrt.models.lstm_layers import (LSTMModelConfig, LSTMResidual, MaskedGateConv,
                                         lstm_update, read_window, stacked_matmul, state_window_weight)
 from pixelrt.models.categorical import CategoricalHead, normalize
 
@@ -74,11 +77,11 @@ class RowLSTM(CategoricalHead, nn.Module):
             h = layer(h)
         return h
 
-    def stepper(self) -> "RowLSTMStep":
-        return RowLSTMStep(self)
+    def step_module(self, image) -> "RowLSTMStep":
+        return RowLSTMStep(self, image.width)
 
 
-class RowLSTMStep(nn.Module):
+class RowLSTMStep(StepModule):
     """One sub-pixel of a Row LSTM from cached rows.
 
     Inputs: pixel, row, col, channel, force, noise (as PixelCNNStep), and
@@ -86,9 +89,11 @@ class RowLSTMStep(nn.Module):
       cache_1 (B, n, 1, W+2p, 2h)    each layer's input on the current row (1 x k input-to-state)
       cache_2 (B, n, 2, W+2p, 2s)    each layer's [h, c] on the previous and current row
     Outputs: value, logp, new_0 (B, 1, C), new_1 (B, n, 2h), new_2 (B, n, 2s).
+    ``bias``: an optional context record (B, n * 4s, H, W) added to every gate, gathered at (row, col)
+    in the graph (the multi-scale model's stage 2); it comes after ``noise`` in the inputs.
     """
 
-    def __init__(self, model: RowLSTM):
+    def __init__(self, model: RowLSTM, width: int, bias=None):
         super().__init__()
         cfg = model.config
         self.levels, self.state, self.n = cfg.levels, cfg.state, cfg.layers
@@ -104,21 +109,17 @@ class RowLSTMStep(nn.Module):
         self.projects = nn.ModuleList(m.project.stepper() for m in layers)
         self.head = CategoricalStepHead(model.head_hidden, model.head_out, cfg.channels, cfg.levels)
         self.register_buffer("offsets", torch.arange(k))
-        self.caches_ = [(self.input_window.spec, 1), (RowCache(cfg.hidden, 1, p), cfg.layers),
-                        (RowCache(2 * cfg.state, 2, p), cfg.layers)]
+        caches = [(self.input_window.spec, 1), (RowCache(cfg.hidden, 1, p), cfg.layers),
+                  (RowCache(2 * cfg.state, 2, p), cfg.layers)]
+        context = () if bias is None else (bias,)
+        self.biased = bias is not None
+        self.states = tuple(ring_states(caches, width))
+        self.graph = step_graph(cfg.channels, self.states, context)
+        self.schedule = step_schedule(cfg.channels, context=context)
 
-    @property
-    def caches(self) -> list[tuple[RowCache, int]]:
-        return self.caches_
-
-    def input_names(self) -> list[str]:
-        return ["pixel", "row", "col", "channel", "force", "noise", "cache_0", "cache_1", "cache_2"]
-
-    def output_names(self) -> list[str]:
-        return ["value", "logp", "new_0", "new_1", "new_2"]
-
-    def forward(self, pixel, row, col, channel, force, noise, input_cache, row_inputs, row_states):
+    def forward(self, pixel, row, col, channel, force, noise, *args):
         s = self.state
+        bias, (input_cache, row_inputs, row_states) = (args[0], args[1:]) if self.biased else (None, args)
         x = self.input_centre(normalize(pixel, self.levels)) + self.input_window(input_cache, row, col)[0]  # (B, 2h)
         # Everything read from the caches is in the past, so it is computed for all layers up front.
         left = read_window(row_inputs, torch.zeros_like(row), col, self.offsets)  # (B, n, k, 2h)
@@ -129,6 +130,8 @@ class RowLSTMStep(nn.Module):
         new_inputs, new_states = [], []
         for l, project in enumerate(self.projects):
             gates = x @ self.w_is_centre[l] + self.b_is[l] + is_left[l] + ss[l]
+            if bias is not None:
+                gates = gates + _gather_bias(bias, row, col, self.n, 4 * s)[:, l]
             h, c = lstm_update(gates, c_above[:, l])
             new_inputs.append(x)
             new_states.append(torch.cat([h, c], dim=1))
@@ -136,3 +139,9 @@ class RowLSTMStep(nn.Module):
         value, logp, full = self.head(x, pixel, channel, force, noise)
         return (value, logp, normalize(full, self.levels).unsqueeze(1), torch.stack(new_inputs, 1),
                 torch.stack(new_states, 1))
+
+
+def _gather_bias(bias: torch.Tensor, row: torch.Tensor, col: torch.Tensor, layers: int, gates: int) -> torch.Tensor:
+    """bias[:, :, row, col] as (B, layers, gates): one strided gather of B x F values, not a row copy first."""
+    B, _, H, W = bias.shape
+    return bias.reshape(B, -1, H * W).index_select(2, (row * W + col).reshape(1)).reshape(B, layers, gates)

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pixelrt.bundle import BATCH, GraphSpec, HeadSpec, ImageSpec, LatentSpec, TensorSpec
+from pixelrt.models.contract import ExportSpec, Graph
 from pixelrt.models.heads import gather_logp, inverse_cdf_sample, log_softmax
 from pixelrt.models.logistic import (discretized_logistic_location, discretized_logistic_logp,
                                      discretized_logistic_sample, to_unit)
@@ -142,6 +144,17 @@ class VAE(nn.Module):
 
         return {"family": self.family, "config": asdict(self.config)}
 
+    def export_spec(self, image: ImageSpec):
+        """Two graphs, encoder and decoder (kind "vae"); the decoder's likelihood as the head."""
+        check_geometry(self.config, image)
+        c = self.config
+        head = (HeadSpec("discretized-logistic", image.levels, "inverse-cdf", components=1) if c.likelihood == "logistic"
+                else HeadSpec("categorical", image.levels, "inverse-cdf"))
+        io = vae_graphs(image, c.latent)
+        graphs = {"encoder": Graph(EncoderGraph(self), io["encoder"], levels=image.levels),
+                  "decoder": Graph(DecoderGraph(self), io["decoder"], levels=image.levels)}
+        return ExportSpec("vae", self, image, graphs, head, latent=LatentSpec(c.latent))
+
     # -- decoder likelihood ------------------------------------------------------------
     def params(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Logistic: (mean, log_scale), each (B, C, H, W). Categorical: (logits (B, C, L, H, W),)."""
@@ -226,6 +239,33 @@ def latent_bounds(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor, log
 
 
 # -- the two exported graphs ------------------------------------------------------------------
+def check_geometry(config, image: ImageSpec) -> None:
+    """A VAE's dense layers fix its image: the config must be the image's."""
+    c = config
+    if (c.channels, c.height, c.width, c.levels) != (*image.shape, image.levels):
+        raise ValueError(f"the model was built for {c.channels}x{c.height}x{c.width}, {c.levels} levels, not "
+                         f"{'x'.join(map(str, image.shape))}, {image.levels} levels")
+
+
+def encoder_graph(image: ImageSpec, latent: int) -> GraphSpec:
+    return GraphSpec("encoder.onnx", (TensorSpec("x", "uint8", (BATCH, *image.shape)),),
+                     (TensorSpec("mu", "float32", (BATCH, latent)), TensorSpec("logvar", "float32", (BATCH, latent))))
+
+
+def vae_graphs(image: ImageSpec, latent: int) -> dict[str, GraphSpec]:
+    img = (BATCH, *image.shape)
+    return {
+        "encoder": encoder_graph(image, latent),
+        "decoder": GraphSpec("decoder.onnx",
+                             (TensorSpec("z", "float32", (BATCH, latent)),
+                              TensorSpec("x", "uint8", img, note="image scored by loglik/logp"),
+                              TensorSpec("noise", "float32", img, note="uniform [0, 1) for sample")),
+                             (TensorSpec("loglik", "float32", (BATCH,), unit="nats"),
+                              TensorSpec("logp", "float32", img, unit="nats"), TensorSpec("sample", "uint8", img),
+                              TensorSpec("mean", "float32", img, unit="levels"))),
+    }
+
+
 class EncoderGraph(nn.Module):
     """encoder.onnx: x uint8 (B, C, H, W) -> mu, logvar float32 (B, Z)."""
 

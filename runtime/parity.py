@@ -23,6 +23,7 @@ class Row:
     unit: str
     higher_is_better: bool = False  # agreement fractions: measured must be >= budget
     note: str = ""
+    key: str = ""  # a short stable name (export's validation record in the manifest)
 
     @property
     def ok(self) -> bool:
@@ -85,6 +86,13 @@ class ParityReport:
         for key, value in self.summary.items():
             out.append(f"{key}: {value}")
         return "\n".join(out)
+
+    def row(self, key: str) -> Row:
+        """The row with this ``key`` (KeyError naming the known keys)."""
+        for r in self.rows:
+            if r.key == key:
+                return r
+        raise KeyError(f"no row {key!r}; rows: {', '.join(r.key for r in self.rows)}")
 
     def raise_on_miss(self) -> None:
         if not self.ok:

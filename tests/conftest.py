@@ -40,7 +40,7 @@ def tiny_pixelcnn(channels: int, levels: int, seed: int = 0):
 
 
 def _bundle(tmp_path_factory, channels, height, width, levels, name, seed: int = 0):
-    from pixelrt.export.bundle_writer import export_bundle
+    from pixelrt.export import export_bundle
 
     model = tiny_pixelcnn(channels, levels, seed)
     image = ImageSpec(channels, height, width, levels)
@@ -65,7 +65,7 @@ def grey_bundle_other_weights(tmp_path_factory):
 @pytest.fixture(scope="session")
 def multiscale_bundle(tmp_path_factory):
     """(model, bundle, check, x): Multi-Scale PixelRNN, 1x8x8 images, 16 levels, Row LSTM stages."""
-    from pixelrt.export.multiscale_export import export_multiscale
+    from pixelrt.export import export_bundle
     from pixelrt.models.multiscale import MultiScale, MultiScaleConfig
 
     torch.manual_seed(0)
@@ -73,7 +73,8 @@ def multiscale_bundle(tmp_path_factory):
                                         row_kernel=3, head_hidden=4, up_channels=4)).eval()
     x = np.random.default_rng(0).integers(0, 16, (3, 1, 8, 8)).astype(np.uint8)
     out = tmp_path_factory.mktemp("ms") / "bundle"
-    bundle, check = export_multiscale(model, ImageSpec(1, 8, 8, 16), x, out, log=lambda m: None)
+    result = export_bundle(model, ImageSpec(1, 8, 8, 16), x, out, log=lambda m: None)
+    bundle, check = result.bundle, result.report
     return model, bundle, check, x
 
 
@@ -93,12 +94,12 @@ def tiny_vae(channels: int, height: int, width: int, levels: int, likelihood: st
 
 
 def _vae_bundle(tmp_path_factory, channels, height, width, levels, likelihood, name):
-    from pixelrt.export.vae_export import export_vae_bundle
+    from pixelrt.export import export_bundle
 
     model = tiny_vae(channels, height, width, levels, likelihood)
     x = np.random.default_rng(1).integers(0, levels, (5, channels, height, width)).astype(np.uint8)
     out = tmp_path_factory.mktemp(name) / "bundle"
-    return model, export_vae_bundle(model, ImageSpec(channels, height, width, levels), x, out, log=lambda s: None).bundle
+    return model, export_bundle(model, ImageSpec(channels, height, width, levels), x, out, log=lambda s: None).bundle
 
 
 @pytest.fixture(scope="session")
@@ -119,12 +120,12 @@ def tiny_pixelvae(channels: int, height: int, width: int, levels: int, seed: int
 @pytest.fixture(scope="session")
 def pixelvae_bundle(tmp_path_factory):
     """(model, bundle): PixelVAE, 1x4x5 images, 5 levels, latent 2, a 2-layer Gated PixelCNN given z."""
-    from pixelrt.export.pixelvae_export import export_pixelvae_bundle
+    from pixelrt.export import export_bundle
 
     model = tiny_pixelvae(1, 4, 5, 5)
     x = np.random.default_rng(1).integers(0, 5, (5, 1, 4, 5)).astype(np.uint8)
     out = tmp_path_factory.mktemp("pixelvae") / "bundle"
-    return model, export_pixelvae_bundle(model, ImageSpec(1, 4, 5, 5), x, out, log=lambda s: None)[0]
+    return model, export_bundle(model, ImageSpec(1, 4, 5, 5), x, out, log=lambda s: None).bundle
 
 
 @pytest.fixture(scope="session")

@@ -1,13 +1,13 @@
-"""Trace a model's full and step paths to ONNX with torch.onnx (the dynamo exporter).
+"""Trace one graph of an export spec to ONNX with torch.onnx (the dynamo exporter).
 
-The full graph takes uint8 images and returns per-image log-likelihood (nats)
-and per-sub-pixel log-probs. The step graph is the model's step module,
-sampling inside the graph from host noise. Both have a dynamic batch axis; the
-exporter's console chatter is captured and shown only when an export fails.
+Every graph of every family goes through ``export_graph``: its example inputs and its dynamic
+batch axis come from the graph's I/O records (the bundle schema), so no family writes its own
+tracing code. The exporter's console chatter is captured and shown only when an export fails.
 """
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import logging
 import warnings
@@ -16,23 +16,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from pixelrt.bundle import BATCH, GraphSpec
 from pixelrt.errors import PixelrtError
 from pixelrt.models.layers import freeze_masks
 
 OPSET = 20
 TRACE_BATCH = 2  # export traces at this batch; validation runs at another one
-
-
-class FullGraph(nn.Module):
-    """uint8 (B, C, H, W) -> (loglik (B,) nats, logp (B, C, H, W) nats)."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor):
-        logp = self.model.log_prob(x)
-        return logp.flatten(1).sum(1), logp
+DTYPES = {"uint8": torch.uint8, "int64": torch.int64, "float32": torch.float32, "float16": torch.float16}
 
 
 @contextlib.contextmanager
@@ -90,33 +80,30 @@ def _cast_uint8_before_shape(path: Path) -> None:
         onnx.save(model, str(path))
 
 
-def export_full(model: nn.Module, shape: tuple[int, int, int], path: Path) -> None:
-    x = torch.zeros(TRACE_BATCH, *shape, dtype=torch.uint8)
+def example_inputs(spec: GraphSpec, batch: int = TRACE_BATCH) -> tuple:
+    """Trace inputs from a graph's I/O records: zeros of each shape and dtype at ``batch`` (a mid-image
+    position for the step protocol's scalars, ``force`` -1 and ``noise`` 0.5 so a sample is drawn)."""
+    fill = {"row": 1, "col": 1, "force": -1, "noise": 0.5}
+    out = []
+    for t in spec.inputs:
+        shape = tuple(batch if d == BATCH else d for d in t.shape)
+        out.append(torch.full(shape, fill.get(t.name, 0), dtype=DTYPES[t.dtype]))
+    return tuple(out)
+
+
+def dynamic_shapes(module: nn.Module, args: tuple, batch) -> tuple:
+    """torch.export dynamic_shapes: the batch axis of every non-scalar input; the arguments a
+    ``forward(a, b, *rest)`` takes as varargs go in one nested tuple, as torch.export wants."""
+    params = list(inspect.signature(module.forward).parameters.values())
+    fixed = next((k for k, p in enumerate(params) if p.kind == p.VAR_POSITIONAL), len(params))
+    dims = [{0: batch} if a.dim() > 0 else None for a in args]
+    return (*dims[:fixed], tuple(dims[fixed:])) if len(dims) > fixed else tuple(dims)
+
+
+def export_graph(module: nn.Module, spec: GraphSpec, path: Path, trace=contextlib.nullcontext) -> None:
+    """Trace ``module`` to ``path`` with the inputs, outputs and dynamic batch axis its record declares."""
+    args = example_inputs(spec)
     batch = torch.export.Dim("batch", min=1, max=65536)
-    _export(FullGraph(freeze_masks(model)), (x,), path, ["x"], ["loglik", "logp"], ({0: batch},))
-
-
-def step_example(stepper: nn.Module, channels: int, width: int, batch: int = TRACE_BATCH) -> tuple:
-    """Example step inputs in ``stepper.input_names()`` order (zero caches, a mid-image position)."""
-    return (
-        torch.zeros(batch, channels, dtype=torch.long),
-        torch.tensor(1), torch.tensor(1), torch.tensor(0),
-        torch.full((batch,), -1, dtype=torch.long),
-        torch.full((batch,), 0.5),
-        *(torch.zeros(batch, *c.shape(width, n)) for c, n in stepper.caches),
-        *(torch.zeros(batch, *shape) for _, _, shape in _row_states(stepper, width)),  # per-row graph's states
-    )
-
-
-def _row_states(stepper, width: int) -> list:
-    return stepper.row_states(width) if hasattr(stepper, "row_states") else []
-
-
-def export_step(model: nn.Module, channels: int, width: int, path: Path) -> nn.Module:
-    stepper = model.stepper().eval()
-    args = step_example(stepper, channels, width)
-    batch = torch.export.Dim("batch", min=1, max=65536)
-    dyn = ({0: batch}, None, None, None, {0: batch}, {0: batch},
-           *({0: batch} for _ in [*stepper.caches, *_row_states(stepper, width)]))
-    _export(stepper, args, path, stepper.input_names(), stepper.output_names(), dyn)
-    return stepper
+    with trace():
+        _export(freeze_masks(module), args, path, spec.input_names(), spec.output_names(),
+                dynamic_shapes(module, args, batch))
