@@ -139,6 +139,17 @@ def _manifest(spec: ExportSpec, root: Path, parts: dict, reference, source: dict
                     reference=reference, source=source, versions=versions(), created=now(), notes=dict(spec.notes))
 
 
+def export_full(model: torch.nn.Module, shape: tuple[int, int, int], path: str | Path) -> None:
+    """Only the full graph of an autoregressive model, for ``shape`` (C, H, W) images (e.g. another size
+    than its bundle's): the same module and records ``export_bundle`` traces, without the bundle."""
+    from pixelrt.bundle.graphs import full_graph
+    from pixelrt.models.contract import FullGraph, check_protocol, conditioning
+
+    check_protocol(model)
+    ctx = conditioning(model)
+    export_graph(FullGraph(model.eval(), [c.name for c in ctx]), full_graph(*shape, ctx), Path(path))
+
+
 def file_meta(producer: str = PRODUCER) -> FileRecord:
     """A graph file's record before write_manifest fills its size and sha256: opset and producer."""
     return pending({"opset": OPSET, "producer": producer, "onnx": onnx.__version__})

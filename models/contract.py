@@ -164,6 +164,16 @@ def export_spec(model: nn.Module, image: ImageSpec) -> ExportSpec:
     return autoregressive_spec(model, image)
 
 
+def check_exportable(model: nn.Module, image: ImageSpec) -> None:
+    """Build the model's export spec (step and row modules included) for ``image``, so that a config
+    that would train but could not be exported is refused before training, not after."""
+    try:
+        export_spec(model, image)
+    except ValueError as e:
+        raise PixelrtError(f"this model config trains but cannot be exported for {'x'.join(map(str, image.shape))} "
+                           f"images: {e}") from None
+
+
 def example_context(spec: ExportSpec, n: int, seed: int = 1) -> dict[str, np.ndarray]:
     """Valid random context for ``n`` images (labels below the class count, standard-normal maps)."""
     rng = np.random.default_rng(seed)

@@ -144,7 +144,9 @@ class ConditionalRowLSTM(nn.Module):
         return (ConditioningSpec(CONTEXT, "float32", (cfg.layers * 4 * cfg.state, *self.size), "map"),)
 
     def step_module(self, image) -> RowLSTMStep:
-        return RowLSTMStep(self.model, image.width, bias=self.conditioning[0])
+        cfg = self.model.config
+        bias = ConditioningSpec(CONTEXT, "float32", (cfg.layers * 4 * cfg.state, image.height, image.width), "map")
+        return RowLSTMStep(self.model, image.width, bias=bias)
 
     def describe(self) -> dict:
         return self.model.describe()
@@ -152,7 +154,6 @@ class ConditionalRowLSTM(nn.Module):
 
 class MultiScale(nn.Module):
     family = "multiscale"
-    bundle_kind = "multiscale"
 
     def __init__(self, config: MultiScaleConfig):
         super().__init__()

@@ -49,8 +49,9 @@ class PixelCNNConfig:
             raise ValueError(f"head_hidden={self.head_hidden} must be divisible by channels={self.channels}")
         for name in ("input_kernel", "block_kernel"):
             k = getattr(self, name)
-            if k < 1 or k % 2 == 0:
-                raise ValueError(f"{name}={k} must be a positive odd number")
+            if k < 3 or k % 2 == 0:
+                raise ValueError(f"{name}={k} must be an odd number of at least 3: the step path caches the "
+                                 f"k//2 rows above and the columns left of each position, which a 1x1 conv does not have")
         if self.blocks < 1:
             raise ValueError(f"blocks={self.blocks} must be at least 1")
 

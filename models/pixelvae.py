@@ -65,7 +65,6 @@ class PixelVAEConfig:
 
 class PixelVAE(nn.Module):
     family = "pixelvae"
-    bundle_kind = "pixelvae"
     train_defaults = {"epochs": 60, "lr": 2e-3, "weight_decay": 0.0}  # digits sweep in docs/vae.md
     metric = "bits/dim (negative ELBO)"
 

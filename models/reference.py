@@ -13,16 +13,6 @@ from pixelrt.bundle import ImageSpec
 from pixelrt.models.heads import gather_logp, inverse_cdf_sample, log_softmax
 
 
-def _image(model: torch.nn.Module, image, width: int | None) -> ImageSpec:
-    """The image a step module is declared for: ``image``, else one of the model's channels and
-    levels, ``width`` wide (the runner feeds by name, so the height does not matter)."""
-    if image is not None:
-        return image
-    cfg = model.config
-    w = width or getattr(cfg, "width", None) or 8
-    return ImageSpec(cfg.channels, getattr(cfg, "height", None) or w, w, cfg.levels)
-
-
 class TorchStepRunner:
     """Runs a model's step module (the step protocol's ``step_module(image)``) on numpy feeds,
     returning numpy outputs by name."""
@@ -30,8 +20,8 @@ class TorchStepRunner:
     name = "torch"
     method = "step_module"
 
-    def __init__(self, model: torch.nn.Module, image: ImageSpec | None = None, width: int | None = None):
-        self.step = getattr(model, self.method)(_image(model, image, width)).eval()
+    def __init__(self, model: torch.nn.Module, image: ImageSpec):
+        self.step = getattr(model, self.method)(image).eval()
         self.input_names = self.step.input_names()
         self.output_names = self.step.output_names()
 

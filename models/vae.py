@@ -127,7 +127,6 @@ class Decoder(nn.Module):
 
 class VAE(nn.Module):
     family = "vae"
-    bundle_kind = "vae"
     # pixelrt train's defaults for this family (digits sweep in docs/vae.md); flags override them.
     train_defaults = {"epochs": 100, "lr": 2e-3, "weight_decay": 0.0}
     metric = "bits/dim (negative ELBO)"  # what the trainer's held-out number is for this family

@@ -12,8 +12,8 @@ from pathlib import Path
 
 def run_demo(out: Path, minutes: float = 1.0) -> int:
     from pixelrt.data import load_dataset, split
-    from pixelrt.export.bundle_writer import export_bundle
-    from pixelrt.export.parity import run_parity
+    from pixelrt.export import export_bundle
+    from pixelrt.parity.autoregressive import run_parity
     from pixelrt.models import PixelCNN, PixelCNNConfig
     from pixelrt.models.checkpoint import load_checkpoint
     from pixelrt.models.train import TrainConfig, checkpoint_meta, train

@@ -407,7 +407,7 @@ def test_export_refuses_non_finite_weights(tmp_path):
     import torch
 
     from pixelrt.bundle import ImageSpec
-    from pixelrt.export.bundle_writer import export_bundle
+    from pixelrt.export import export_bundle
     from tests.conftest import tiny_pixelcnn
 
     model = tiny_pixelcnn(1, 7)
@@ -420,12 +420,16 @@ def test_export_refuses_non_finite_weights(tmp_path):
 
 
 def test_nan_validation_result_is_a_miss():
-    from pixelrt.export.validate import finite_validation
+    from pixelrt.export.validator import validation_record
     from pixelrt.runtime.reference_check import within
 
     assert not within(float("nan"), 1e-5) and within(0.0, 1e-5)
-    with pytest.raises(ParityError, match=r"non-finite values \(full_max_dbpd=nan\)"):
-        finite_validation({"full_max_dbpd": float("nan"), "positions": 3})
+    from pixelrt.runtime.parity import ParityReport, Row
+
+    nan = Row("full graph bits/dim", float("nan"), float("nan"), float("nan"), 1e-5, "bits/dim", key="full_max_dbpd")
+    assert not nan.ok  # a NaN compares false against its budget: a miss, never a pass
+    with pytest.raises(ParityError, match=r"non-finite values \(full_max_dbpd\)"):
+        validation_record(ParityReport("export", [nan]))
 
 
 # ------------------------------------------------------------------ every family still loads and runs

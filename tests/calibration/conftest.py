@@ -42,7 +42,7 @@ def digits_trained(tmp_path_factory):
     import torch
 
     from pixelrt.data import load_dataset, split
-    from pixelrt.export.bundle_writer import export_bundle
+    from pixelrt.export import export_bundle
     from pixelrt.models import PixelCNN, PixelCNNConfig
     from pixelrt.models.train import TrainConfig, train
     from pixelrt.bundle import ImageSpec

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import pixelrt.export.bundle_writer as bundle_writer
+import pixelrt.export.exporter as exporter
 from pixelrt.atomic import atomic_directory
 from pixelrt.errors import ParityError, PixelrtError
-from pixelrt.export.bundle_writer import export_bundle
+from pixelrt.export import export_bundle
 from pixelrt.bundle import load_bundle, sha256_file
 
 
@@ -60,12 +60,12 @@ def failing_validation(monkeypatch):
     """Make export fail after both graphs, the reference and the manifest are written."""
     seen = {}
 
-    def fail(bundle, model, x, seed=0):
+    def fail(spec, bundle, x, context):
         seen["root"] = bundle.root
         seen["files"] = sorted(p.name for p in bundle.root.iterdir())
         raise ParityError("export validation failed (injected by the test)")
 
-    monkeypatch.setattr(bundle_writer, "validate_bundle", fail)
+    monkeypatch.setattr(exporter, "check_graphs", fail)
     return seen
 
 

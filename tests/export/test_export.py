@@ -4,7 +4,7 @@ import onnx
 import pytest
 import torch
 
-from pixelrt.export.validate import BPD_BUDGET, LOGP_BUDGET
+from pixelrt.export.validator import BPD_BUDGET, LOGP_BUDGET
 from pixelrt.models.reference import TorchStepRunner
 from pixelrt.runtime.evaluate import evaluate
 from pixelrt.runtime.ort_backend import OrtBackend
@@ -68,10 +68,10 @@ def test_same_seed_same_images_across_runtimes_and_batch_sizes(pair):
     with OrtBackend(bundle.graph_path("step")) as step:
         a = step_loop(step, bundle.image, bundle.state, noise, batch_size=5)
         b = step_loop(step, bundle.image, bundle.state, noise, batch_size=2)
-    c = step_loop(TorchStepRunner(model), bundle.image, bundle.state, noise)
+    c = step_loop(TorchStepRunner(model, bundle.image), bundle.image, bundle.state, noise)
     assert np.array_equal(a.images, b.images)
     assert np.array_equal(a.images, c.images)
-    other = step_loop(TorchStepRunner(model), bundle.image, bundle.state, make_noise(5, bundle.image, 4))
+    other = step_loop(TorchStepRunner(model, bundle.image), bundle.image, bundle.state, make_noise(5, bundle.image, 4))
     assert not np.array_equal(a.images, other.images)
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from pixelrt.export.onnx_export import _export
+from pixelrt.export.trace import _export
 from pixelrt.models import logistic
 
 

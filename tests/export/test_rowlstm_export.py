@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from pixelrt.export.onnx_export import export_full
-from pixelrt.export.parity import run_parity
-from pixelrt.export.validate import BPD_BUDGET, LOGP_BUDGET
+from pixelrt.export.exporter import export_full
+from pixelrt.parity.autoregressive import run_parity
+from pixelrt.export.validator import BPD_BUDGET, LOGP_BUDGET
 from pixelrt.bundle import ImageSpec
 from pixelrt.runtime.ort_backend import OrtBackend
 from tests.models.test_rowlstm import tiny_rowlstm
@@ -13,7 +13,7 @@ from tests.models.test_rowlstm import tiny_rowlstm
 
 @pytest.fixture(scope="module")
 def rowlstm_bundle(tmp_path_factory):
-    from pixelrt.export.bundle_writer import export_bundle
+    from pixelrt.export import export_bundle
 
     model = tiny_rowlstm(1, levels=7)
     image = ImageSpec(1, 5, 6, 7)

@@ -6,7 +6,6 @@ import torch
 from pixelrt.models.causality import allowed_pairs, audit, audit_model
 from pixelrt.models.diagbilstm import DiagBiLSTM, DiagBiLSTMConfig, DiagBiLSTMLayer
 from pixelrt.models.lstm_layers import skew, unskew
-from pixelrt.export.row_graph import all_state_specs
 from pixelrt.models.reference import TorchRowRunner, TorchStepRunner, naive_sample
 from pixelrt.bundle import ImageSpec
 from pixelrt.runtime.sampler import make_noise, step_loop
@@ -87,9 +86,9 @@ def test_step_and_row_graph_conditionals_equal_full_conditionals(channels):
     model = tiny_diagbilstm(channels, levels=6)
     image = ImageSpec(channels, 4, 5, 6)
     x = np.random.default_rng(0).integers(0, 6, (3, *image.shape)).astype(np.uint8)
-    runner = TorchStepRunner(model)
-    res = step_loop(runner, image, all_state_specs(runner.step, image.width), make_noise(3, image, 0), force=x,
-                    row_runner=TorchRowRunner(model))
+    runner = TorchStepRunner(model, image)
+    res = step_loop(runner, image, runner.step.states, make_noise(3, image, 0), force=x,
+                    row_runner=TorchRowRunner(model, image))
     with torch.no_grad():
         full = model.log_prob(torch.from_numpy(x)).numpy()
     assert np.array_equal(res.images, x)
@@ -100,8 +99,8 @@ def test_step_sampler_matches_naive_oracle_and_full_likelihood():
     model = tiny_diagbilstm(3, levels=6, seed=3)
     image = ImageSpec(3, 3, 4, 6)
     noise = make_noise(2, image, seed=7)
-    runner = TorchStepRunner(model)
-    res = step_loop(runner, image, all_state_specs(runner.step, image.width), noise, row_runner=TorchRowRunner(model))
+    runner = TorchStepRunner(model, image)
+    res = step_loop(runner, image, runner.step.states, noise, row_runner=TorchRowRunner(model, image))
     naive_images, naive_logp = naive_sample(model, noise, image.levels)
     assert np.array_equal(res.images, naive_images)
     assert np.abs(res.logp - naive_logp).max() < 1e-4

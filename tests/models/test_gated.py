@@ -172,11 +172,14 @@ def test_config_is_checked():
 def test_row_module_reproduces_the_full_vertical_stack(mode):
     """Run row by row as the sampler does: each row's link equals the full path's shifted link."""
     model = tiny_gated(3, mode=mode)
-    rows = model.row_stepper().eval()
+    from pixelrt.bundle import ImageSpec
+
     B, (C, H, W) = 2, (3, 5, 6)
+    image = ImageSpec(C, H, W, model.config.levels)
+    rows = model.row_module(image).eval()
     x = torch.randint(0, 5, (B, C, H, W))
     ctx = context(model, B)
-    shapes = rows.state_shapes(C, W)
+    shapes = {s.name: s.shape[1:] for s in model.step_module(image).states}
     v0, v1 = torch.zeros(B, *shapes["vrows_0"]), torch.zeros(B, *shapes["vrows_1"])
     with torch.no_grad():
         cv = model.cond_v.full(ctx.get("label"), ctx.get("cond"), H, W)
@@ -195,14 +198,10 @@ def test_row_module_reproduces_the_full_vertical_stack(mode):
 
 def loop_parts(model, image):
     """(step runner, row runner, states, schedule) the way a bundle drives them."""
-    from pixelrt.export.gated_export import row_states
-    from pixelrt.export.spec import state_specs
     from pixelrt.models.reference import TorchRowRunner, TorchStepRunner
-    from pixelrt.bundle import StepSchedule
 
-    step, row = TorchStepRunner(model), TorchRowRunner(model)
-    states = state_specs(step.step, image.width) + row_states(row.step, image.channels, image.width)
-    return step, row, states, StepSchedule(image.channels, context=tuple(model.context_names), row_graph="row")
+    step, row = TorchStepRunner(model, image), TorchRowRunner(model, image)
+    return step, row, step.step.states, step.step.schedule
 
 
 @pytest.mark.parametrize("mode", MODES)

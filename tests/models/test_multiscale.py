@@ -10,7 +10,6 @@ from pixelrt.models.reference import TorchStepRunner
 from pixelrt.runtime import multiscale as rt
 from pixelrt.bundle import ImageSpec, StepSchedule
 from pixelrt.runtime.sampler import make_noise, step_loop
-from pixelrt.export.spec import state_specs
 
 LOGP_BUDGET = 1e-4
 
@@ -88,9 +87,9 @@ def test_stage2_step_equals_full_given_the_bias(channels):
     with torch.no_grad():
         bias = m.cond(coarsen(x))
         full = cond.log_prob(x, bias).numpy()
-    runner = TorchStepRunner(cond)
     img = ImageSpec(channels, 8, 8, 16)
-    res = step_loop(runner, img, state_specs(runner.step, 8), make_noise(2, img, 0), force=x.numpy(),
+    runner = TorchStepRunner(cond, img)
+    res = step_loop(runner, img, runner.step.states, make_noise(2, img, 0), force=x.numpy(),
                     schedule=StepSchedule(channels, context=("bias",)), context={"bias": bias.numpy()})
     assert np.array_equal(res.images, x.numpy())
     assert float(np.abs(res.logp - full).max()) <= LOGP_BUDGET
@@ -118,8 +117,8 @@ def test_every_registered_multiscale_model_is_causal_per_stage_and_steps_like_it
     with torch.no_grad():
         bias = m.cond(coarsen(x))
         full = m.conditional().log_prob(x, bias).numpy()
-    runner = TorchStepRunner(m.conditional())
     img = ImageSpec(1, 6, 6, 4)
-    res = step_loop(runner, img, state_specs(runner.step, 6), make_noise(2, img, 0), force=x.numpy(),
+    runner = TorchStepRunner(m.conditional(), img)
+    res = step_loop(runner, img, runner.step.states, make_noise(2, img, 0), force=x.numpy(),
                     schedule=StepSchedule(1, context=("bias",)), context={"bias": bias.numpy()})
     assert float(np.abs(res.logp - full).max()) <= LOGP_BUDGET

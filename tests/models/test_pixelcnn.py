@@ -3,10 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from pixelrt.export.spec import state_specs
 from pixelrt.models import get_model, model_names
 from pixelrt.models.causality import audit_model
-from pixelrt.export.row_graph import all_state_specs
 from pixelrt.models.reference import TorchRowRunner, TorchStepRunner, naive_sample
 from pixelrt.bundle import ImageSpec
 from pixelrt.runtime.sampler import make_noise, step_loop
@@ -34,8 +32,8 @@ def test_step_conditionals_equal_full_conditionals(channels):
     model = tiny_pixelcnn(channels, levels=6)
     image = ImageSpec(channels, 4, 5, 6)
     x = np.random.default_rng(0).integers(0, 6, (3, *image.shape)).astype(np.uint8)
-    runner = TorchStepRunner(model)
-    res = step_loop(runner, image, state_specs(runner.step, image.width), make_noise(3, image, 0), force=x)
+    runner = TorchStepRunner(model, image)
+    res = step_loop(runner, image, runner.step.states, make_noise(3, image, 0), force=x)
     with torch.no_grad():
         full = model.log_prob(torch.from_numpy(x)).numpy()
     assert np.array_equal(res.images, x)
@@ -47,8 +45,8 @@ def test_step_sampler_matches_naive_oracle_and_full_likelihood(channels):
     model = tiny_pixelcnn(channels, levels=6, seed=3)
     image = ImageSpec(channels, 4, 4, 6)
     noise = make_noise(4, image, seed=7)
-    runner = TorchStepRunner(model)
-    res = step_loop(runner, image, state_specs(runner.step, image.width), noise)
+    runner = TorchStepRunner(model, image)
+    res = step_loop(runner, image, runner.step.states, noise)
     naive_images, naive_logp = naive_sample(model, noise, image.levels)
     assert np.array_equal(res.images, naive_images)
     assert np.abs(res.logp - naive_logp).max() < 1e-4
@@ -59,8 +57,8 @@ def test_step_sampler_matches_naive_oracle_and_full_likelihood(channels):
 
 def test_pixel_channels_at_or_after_the_current_one_do_not_leak_into_the_step():
     model = tiny_pixelcnn(3, levels=5)
-    runner = TorchStepRunner(model)
-    specs = state_specs(runner.step, 5)
+    runner = TorchStepRunner(model, ImageSpec(3, 5, 5, 5))
+    specs = runner.step.states
     rng = np.random.default_rng(0)
     caches = {s.name: rng.standard_normal((2, *s.shape[1:])).astype(np.float32) for s in specs}
     for c in range(3):
@@ -94,14 +92,10 @@ def test_every_registered_model_is_causal_and_steps_like_it_runs(name):
     assert audit_model(model, (1, 4, 4)).violations == 0
     image = ImageSpec(1, 4, 4, 4)
     x = np.random.default_rng(0).integers(0, 4, (2, *image.shape)).astype(np.uint8)
-    if getattr(model, "step_needs_width", False):  # row + step graphs (PixelCNN++)
-        states, sched = model.step_plan(4)
-        res = step_loop(TorchStepRunner(model, width=4), image, states, make_noise(2, image, 0, sched), force=x,
-                        schedule=sched, row_runner=TorchRowRunner(model, width=4))
-    else:
-        runner = TorchStepRunner(model)
-        row = TorchRowRunner(model) if hasattr(model, "row_stepper") else None  # models with a per-row graph
-        res = step_loop(runner, image, all_state_specs(runner.step, 4), make_noise(2, image, 0), force=x, row_runner=row)
+    step = model.step_module(image)  # the step protocol: states, schedule and any per-row module declared
+    row = TorchRowRunner(model, image) if step.schedule.row_graph else None
+    res = step_loop(TorchStepRunner(model, image), image, step.states, make_noise(2, image, 0, step.schedule), force=x,
+                    schedule=step.schedule, row_runner=row)
     with torch.no_grad():
         assert np.abs(res.logp - model.log_prob(torch.from_numpy(x)).numpy()).max() < 1e-4
 

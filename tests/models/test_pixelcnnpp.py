@@ -20,10 +20,11 @@ def tiny(channels, levels=16, resolutions=3, seed=0):
 
 
 def cached_loop(model, image, noise=None, force=None, seed=0, batch_size=64):
-    states, sched = model.step_plan(image.width)
+    step = TorchStepRunner(model, image)
+    states, sched = step.step.states, step.step.schedule
     noise = make_noise(len(force) if noise is None else noise, image, seed, sched) if not isinstance(noise, np.ndarray) else noise
-    return step_loop(TorchStepRunner(model, width=image.width), image, states, noise, force=force, schedule=sched,
-                     row_runner=TorchRowRunner(model, width=image.width), batch_size=batch_size)
+    return step_loop(step, image, states, noise, force=force, schedule=sched,
+                     row_runner=TorchRowRunner(model, image), batch_size=batch_size)
 
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -68,8 +69,8 @@ def test_config_and_image_size_are_checked():
     model = tiny(1)
     with pytest.raises(ValueError, match="divisible by 4"):
         model.log_prob(torch.zeros(1, 1, 6, 8, dtype=torch.long))
-    with pytest.raises(ValueError, match="needs the image width"):
-        TorchStepRunner(model)
+    with pytest.raises(ValueError, match="divisible by 4"):
+        TorchStepRunner(model, ImageSpec(1, 6, 8, 16))  # the step module is declared for one image size
 
 
 def test_dropout_acts_in_training_only():

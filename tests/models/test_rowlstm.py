@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 import torch
 
-from pixelrt.export.spec import state_specs
 from pixelrt.models.causality import audit, audit_model
 from pixelrt.models.reference import TorchStepRunner, naive_sample
 from pixelrt.models.rowlstm import RowLSTM, RowLSTMConfig, RowLSTMLayer
@@ -55,8 +54,8 @@ def test_step_conditionals_equal_full_conditionals(channels):
     model = tiny_rowlstm(channels, levels=6)
     image = ImageSpec(channels, 4, 5, 6)
     x = np.random.default_rng(0).integers(0, 6, (3, *image.shape)).astype(np.uint8)
-    runner = TorchStepRunner(model)
-    res = step_loop(runner, image, state_specs(runner.step, image.width), make_noise(3, image, 0), force=x)
+    runner = TorchStepRunner(model, image)
+    res = step_loop(runner, image, runner.step.states, make_noise(3, image, 0), force=x)
     with torch.no_grad():
         full = model.log_prob(torch.from_numpy(x)).numpy()
     assert np.array_equal(res.images, x)
@@ -68,8 +67,8 @@ def test_step_sampler_matches_naive_oracle_and_full_likelihood(channels):
     model = tiny_rowlstm(channels, levels=6, seed=3, row_kernel=5)
     image = ImageSpec(channels, 4, 4, 6)
     noise = make_noise(4, image, seed=7)
-    runner = TorchStepRunner(model)
-    res = step_loop(runner, image, state_specs(runner.step, image.width), noise)
+    runner = TorchStepRunner(model, image)
+    res = step_loop(runner, image, runner.step.states, noise)
     naive_images, naive_logp = naive_sample(model, noise, image.levels)
     assert np.array_equal(res.images, naive_images)
     assert np.abs(res.logp - naive_logp).max() < 1e-4

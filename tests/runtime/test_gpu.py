@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from pixelrt.export.validate import BPD_BUDGET, LOGP_BUDGET
+from pixelrt.export.validator import BPD_BUDGET, LOGP_BUDGET
 from pixelrt.runtime.backends import open_backend
 from pixelrt.runtime.evaluate import evaluate
 from pixelrt.runtime.sampler import make_noise, step_loop

@@ -10,7 +10,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from pixelrt.export.validate import BPD_BUDGET, LOGP_BUDGET
+from pixelrt.export.validator import BPD_BUDGET, LOGP_BUDGET
 from pixelrt.runtime.evaluate import evaluate
 from pixelrt.runtime.ort_backend import OrtBackend
 from pixelrt.runtime.sampler import bundle_loop, make_noise, step_loop
@@ -83,7 +83,7 @@ def _pixelcnnpp_bundle(tmp_path):
     """PixelCNN++ 3x4x4, two resolutions: ring-row, strided-ring-row and row states."""
     import torch
 
-    from pixelrt.export.bundle_writer import export_bundle
+    from pixelrt.export import export_bundle
     from pixelrt.models import PixelCNNPP, PixelCNNPPConfig
     from pixelrt.bundle import ImageSpec
 
