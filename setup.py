@@ -14,6 +14,8 @@ PACKAGES = {
     "pixelrt.export": "export",
     "pixelrt.runtime": "runtime",
     "pixelrt.calibration": "calibration",
+    "pixelrt.parity": "parity",
+    "pixelrt.bench": "bench",
 }
 
 RUNTIME = ["numpy>=1.24", "onnxruntime>=1.18", "tqdm>=4.60", "pillow>=9"]

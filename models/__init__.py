@@ -14,14 +14,13 @@ register_model("pixelcnnpp", PixelCNNPPConfig, "PixelCNN++: shifted convs, u/ul 
                "discretized logistic mixture")(PixelCNNPP)
 register_model("gated", GatedPixelCNNConfig, "Gated PixelCNN: vertical + horizontal gated stacks (no blind spot), "
                "optional label / spatial-map conditioning, levels-way softmax")(GatedPixelCNN)
-register_model("vae", VAEConfig, "VAE: conv encoder, Gaussian latent, discretized-logistic or categorical decoder",
-               kind="vae")(VAE)
+register_model("vae", VAEConfig, "VAE: conv encoder, Gaussian latent, discretized-logistic or categorical decoder")(VAE)
 register_model("rowlstm", RowLSTMConfig, "Row LSTM (PixelRNN): 1 x k masked input-to-state, previous-row state-to-state")(RowLSTM)
 register_model("diagbilstm", DiagBiLSTMConfig, "Diagonal BiLSTM (PixelRNN): skewed diagonal LSTM streams, reverse stream per finished row")(DiagBiLSTM)
 register_model("multiscale", MultiScaleConfig, "Multi-Scale PixelRNN: Row LSTM on the 2x-coarsened image, then a Row LSTM "
-               "on the full image with a deconvolved bias field on every gate", kind="multiscale")(MultiScale)
+               "on the full image with a deconvolved bias field on every gate")(MultiScale)
 register_model("pixelvae", PixelVAEConfig, "PixelVAE: the VAE's encoder and decoder map, a small Gated PixelCNN "
-               "conditioned on it as p(x|z)", kind="pixelvae")(PixelVAE)
+               "conditioned on it as p(x|z)")(PixelVAE)
 
 __all__ = ["GatedPixelCNN", "GatedPixelCNNConfig", "PixelCNN", "PixelCNNConfig", "PixelCNNPP", "PixelCNNPPConfig",
            "VAE", "VAEConfig", "get_model",

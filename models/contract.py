@@ -174,6 +174,11 @@ def check_exportable(model: nn.Module, image: ImageSpec) -> None:
                            f"images: {e}") from None
 
 
+def kind_of(model) -> str:
+    """The bundle kind a model exports to: its ``kind`` (composites say), else "autoregressive"."""
+    return getattr(model, "kind", "autoregressive")
+
+
 def example_context(spec: ExportSpec, n: int, seed: int = 1) -> dict[str, np.ndarray]:
     """Valid random context for ``n`` images (labels below the class count, standard-normal maps)."""
     rng = np.random.default_rng(seed)

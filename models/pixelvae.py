@@ -65,6 +65,7 @@ class PixelVAEConfig:
 
 class PixelVAE(nn.Module):
     family = "pixelvae"
+    kind = "pixelvae"
     train_defaults = {"epochs": 60, "lr": 2e-3, "weight_decay": 0.0}  # digits sweep in docs/vae.md
     metric = "bits/dim (negative ELBO)"
 
@@ -91,7 +92,7 @@ class PixelVAE(nn.Module):
         part = Part(autoregressive_spec(self.pixelcnn, image), "p(x|z): a Gated PixelCNN given features(z)", CONTEXT,
                     lambda x: (x, {CONTEXT: self.posterior_maps(x)}))
         head = HeadSpec("categorical", image.levels, "inverse-cdf", decoder="autoregressive (Gated PixelCNN given features(z))")
-        return ExportSpec("pixelvae", self, image, graphs, head, latent=LatentSpec(c.latent), parts={"pixelcnn": part},
+        return ExportSpec(self.kind, self, image, graphs, head, latent=LatentSpec(c.latent), parts={"pixelcnn": part},
                           notes={"log_px": "pixelcnn/full.onnx on (x, features(z))",
                                  "sampling": f"z ~ N(0, I) -> features.onnx once -> the step loop of pixelcnn/ with {CONTEXT}"})
 

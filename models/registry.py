@@ -18,9 +18,7 @@ class ModelEntry:
     config_cls: type
     build: Callable[[Any], nn.Module]
     description: str
-    kind: str = "autoregressive"  # "autoregressive" (full + step graphs) or "vae" (encoder + decoder graphs)
-    # or "multiscale" (two autoregressive stages and a conditioning graph, models/multiscale.py)
-    # or "pixelvae" (encoder + features graphs and a conditioned autoregressive decoder, models/pixelvae.py)
+    kind: str = "autoregressive"  # the bundle kind (pixelrt.bundle.KINDS): the model class's ``kind``
 
     def make_config(self, **overrides) -> Any:
         """Config from keyword overrides; unknown keys are an error naming the known ones."""
@@ -36,13 +34,14 @@ class ModelEntry:
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, config_cls: type, description: str, kind: str = "autoregressive"):
-    """Decorator registering ``build(config) -> nn.Module`` under ``name``; refuses duplicates."""
+def register_model(name: str, config_cls: type, description: str):
+    """Decorator registering ``build(config) -> nn.Module`` under ``name``; refuses duplicates. The entry's
+    kind is the built class's ``kind`` (models/contract.py ``kind_of``): one name, decided in one place."""
 
     def wrap(build: Callable[[Any], nn.Module]):
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
-        _REGISTRY[name] = ModelEntry(name, config_cls, build, description, kind)
+        _REGISTRY[name] = ModelEntry(name, config_cls, build, description, getattr(build, "kind", "autoregressive"))
         return build
 
     return wrap

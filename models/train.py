@@ -46,10 +46,11 @@ def checkpoint_meta(train_set: Dataset, test_set: Dataset, data_record: dict) ->
 
 
 def dataset_context(model: torch.nn.Module, ds: Dataset) -> dict[str, np.ndarray]:
-    """Per-image conditioning a model takes (``model.context_names``), read from the data set."""
-    from pixelrt.runtime.conditioning import data_context
+    """Per-image conditioning a model takes (its step protocol's ``conditioning`` records), read from the data set."""
+    from pixelrt.data import data_context
+    from pixelrt.models.contract import conditioning
 
-    return data_context(getattr(model, "context_names", []), ds)
+    return data_context([c.name for c in conditioning(model)], ds)
 
 
 def _context_batches(x: np.ndarray, context: dict, batch_size: int, shuffle: bool = False, seed: int = 0):

@@ -127,6 +127,7 @@ class Decoder(nn.Module):
 
 class VAE(nn.Module):
     family = "vae"
+    kind = "vae"  # the bundle kind (pixelrt.bundle.KINDS); autoregressive models need not say
     # pixelrt train's defaults for this family (digits sweep in docs/vae.md); flags override them.
     train_defaults = {"epochs": 100, "lr": 2e-3, "weight_decay": 0.0}
     metric = "bits/dim (negative ELBO)"  # what the trainer's held-out number is for this family
@@ -152,7 +153,7 @@ class VAE(nn.Module):
         io = vae_graphs(image, c.latent)
         graphs = {"encoder": Graph(EncoderGraph(self), io["encoder"], levels=image.levels),
                   "decoder": Graph(DecoderGraph(self), io["decoder"], levels=image.levels)}
-        return ExportSpec("vae", self, image, graphs, head, latent=LatentSpec(c.latent))
+        return ExportSpec(self.kind, self, image, graphs, head, latent=LatentSpec(c.latent))
 
     # -- decoder likelihood ------------------------------------------------------------
     def params(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:

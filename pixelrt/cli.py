@@ -1,13 +1,13 @@
 """The `pixelrt` command: the parser, `main`, and the bundle-side commands (sample, eval, interpolate,
-info). Model-side commands live in cli_model.py, shared helpers in cli_common.py. Each subcommand
-imports what it needs when it runs, so `pixelrt sample` and `pixelrt eval` work on a runtime-only
-install without torch.
+info). Sample, eval and interpolate hand every bundle kind to its pipeline (``runtime/pipelines/``, the
+one kind table), which also says which kind-specific options apply. Model-side commands live in
+cli_model.py, shared helpers in cli_common.py. Each subcommand imports what it needs when it runs, so
+`pixelrt sample` and `pixelrt eval` work on a runtime-only install without torch.
 """
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 import numpy as np
 
@@ -228,107 +228,75 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_sample(args) -> int:
-    from pixelrt.runtime.backends import step_backends
     from pixelrt.bundle import load_bundle
     from pixelrt.runtime.grid import save_grid
-    from pixelrt.runtime.sampler import bundle_loop, make_noise
+    from pixelrt.runtime.pipelines import pipeline
 
     if args.num < 1:
         raise PixelrtError(f"-n must be at least 1, got {args.num}")
     bundle = load_bundle(args.bundle)
-    if args.label is not None and "label" not in bundle.context:
-        raise PixelrtError(f"--label: the bundle {args.bundle} is not label-conditional; drop --label")
-    if bundle.kind == "multiscale":
-        from pixelrt.multiscale_commands import ms_sample
-
-        return ms_sample(args, bundle)
-    if bundle.kind == "vae":
-        from pixelrt.vae_commands import vae_sample
-
-        return vae_sample(args, bundle)
-    if bundle.kind == "pixelvae":
-        from pixelrt.pixelvae_commands import pv_sample
-
-        return pv_sample(args, bundle)
+    pipe = pipeline(bundle)  # the bundle's kind decides how it samples (runtime/pipelines/)
     if args.mean:
-        raise PixelrtError(f"--mean applies to VAE bundles; {args.bundle} is a {bundle.family} bundle")
-    noise = make_noise(args.num, bundle.image, args.seed, bundle.step_schedule)
+        pipe.require(bundle, "mean", "--mean")
     context = {}
     if args.label is not None:
+        if "label" not in bundle.context:
+            raise PixelrtError(f"--label: the bundle {args.bundle} is not label-conditional; drop --label")
         from pixelrt.runtime.conditioning import parse_labels
 
         context["label"] = parse_labels(args.label, args.num)
     elif "label" in bundle.context:
         raise PixelrtError("this bundle is label-conditional; pass --label (e.g. --label 3, or --label 0-9 for "
                            "one block of images per class)")
-    t0 = time.perf_counter()
-    with step_backends(args.runtime, bundle) as (step, row):
-        res = bundle_loop(step, row, bundle, noise, batch_size=args.batch_size, progress=not args.no_progress,
-                          context=context or None)
-    dt = time.perf_counter() - t0
+    res = pipe.sample(bundle, args.num, args.seed, context=context or None, runtime=args.runtime,
+                      batch_size=args.batch_size, progress=not args.no_progress, mean=args.mean)
     blocks = len(set(context["label"])) if "label" in context else 1  # one grid row per label block
     save_grid(res.images, bundle.image.levels, args.out, columns=args.num // blocks if blocks > 1 else None)
     if args.npz:
-        np.savez(args.npz, images=res.images, logp=res.logp, seed=args.seed, **context)
-    bpd = bundle.image.bits_per_dim(res.loglik)
-    print(f"sampled {args.num} images with {args.runtime} in {dt:.2f} s ({1e3 * dt / args.num:.1f} ms/image); "
-          f"their bits/dim under the model: mean {bpd.mean():.4f}; grid: {args.out}")
+        np.savez(args.npz, **res.arrays(), seed=args.seed)
+    print(f"{res.summary()}; grid: {args.out}")
     return 0
 
 
 def cmd_eval(args) -> int:
-    from pixelrt.runtime.backends import open_backend
     from pixelrt.bundle import load_bundle
-    from pixelrt.runtime.evaluate import evaluate
-    from pixelrt.runtime.reference_check import check_reference, drift_budget
+    from pixelrt.runtime.conditioning import data_context
+    from pixelrt.runtime.pipelines import pipeline
 
     bundle = load_bundle(args.bundle)
-    ds, tr, te, record = _split_data(args, bundle.manifest.data_record())
-    from pixelrt.runtime.conditioning import data_context
-
-    part = {"test": te, "train": tr, "all": ds}[args.split]
-    x = part.x
-    if bundle.kind == "multiscale":
-        from pixelrt.multiscale_commands import ms_eval
-
-        return ms_eval(args, bundle, x, f"{record['spec']} ({args.split} split)")
-    if bundle.kind == "vae":
-        from pixelrt.vae_commands import vae_eval
-
-        return vae_eval(args, bundle, x, f"{record['spec']} ({args.split} split)")
-    if bundle.kind == "pixelvae":
-        from pixelrt.pixelvae_commands import pv_eval
-
-        return pv_eval(args, bundle, x, f"{record['spec']} ({args.split} split)")
+    pipe = pipeline(bundle)
     if args.iwae is not None:
-        raise PixelrtError(f"--iwae applies to VAE bundles; {args.bundle} is a {bundle.family} bundle, whose "
-                           "log-likelihood is exact")
-    with open_backend(args.runtime, bundle.graph_path("full")) as full:
-        res = evaluate(full, bundle, x, args.batch_size, source=f"{record['spec']} ({args.split} split)", progress=True,
-                       context=data_context(bundle.context, part))  # labels from the data set
-        ref = bundle.reference()
-        again = evaluate(full, bundle, ref["x"], source="bundle reference batch",
-                         context={k: ref[k] for k in bundle.context})
-    print(f"{record['spec']} {args.split} split: {len(x)} images, {res.mean_bits_per_dim:.4f} bits/dim ({args.runtime})")
-    drift = check_reference(bundle, again.loglik, ref["loglik"])  # ParityError (exit 1) beyond budget
-    print(f"reference batch vs export time: |d bits/dim| {drift:.1e} (budget {drift_budget(bundle):.0e})")
+        pipe.require(bundle, "iwae", "--iwae")
+    ds, tr, te, record = _split_data(args, bundle.manifest.data_record())
+    part = {"test": te, "train": tr, "all": ds}[args.split]
+    scores = pipe.evaluate(bundle, part.x, context=data_context(bundle.context, part),  # labels from the data set
+                           runtime=args.runtime, batch_size=args.batch_size, progress=True, iwae=args.iwae,
+                           seed=args.seed, source=f"{record['spec']} ({args.split} split)")
+    for line in scores.rows():
+        print(line)
+    print(pipe.check_reference(bundle, args.runtime).line())  # ParityError (exit 1) beyond budget
     return 0
 
 
 def cmd_interpolate(args) -> int:
     from pixelrt.bundle import load_bundle
-    from pixelrt.vae_commands import vae_interpolate
+    from pixelrt.runtime.grid import save_grid
+    from pixelrt.runtime.pipelines import pipeline
 
     bundle = load_bundle(args.bundle)
-    if bundle.kind not in ("vae", "pixelvae"):
-        raise PixelrtError(f"interpolate needs a VAE or PixelVAE bundle; {args.bundle} is a {bundle.family} bundle")
+    pipe = pipeline(bundle)
+    pipe.require(bundle, "interpolate")
     ds, tr, te, _ = _split_data(args, bundle.manifest.data_record())
     x = {"test": te, "train": tr, "all": ds}[args.split].x
-    if bundle.kind == "pixelvae":
-        from pixelrt.pixelvae_commands import pv_interpolate
-
-        return pv_interpolate(args, bundle, x)
-    return vae_interpolate(args, bundle, x)
+    for i in args.pair:
+        if not 0 <= i < len(x):
+            raise PixelrtError(f"--pair index {i} is out of range: the {args.split} split has {len(x)} images "
+                               f"(0..{len(x) - 1})")
+    a, b = args.pair
+    res = pipe.interpolate(bundle, x[[a, b]], args.steps, args.seed, runtime=args.runtime)
+    save_grid(res.images, bundle.image.levels, args.out, columns=len(res.images))
+    print(f"interpolated {args.split} images {a} -> {b} in {args.steps} steps ({res.description}); grid: {args.out}")
+    return 0
 
 
 def cmd_info(args) -> int:

@@ -107,7 +107,7 @@ def _condition_overrides(args, entry, ds) -> dict:
 
 def _model_context(model, ds, n: int) -> dict:
     """{"context": ...} with the conditioning of ds's first n images, for a conditional model; else {}."""
-    names = getattr(model, "context_names", [])
+    names = [c.name for c in getattr(model, "conditioning", ()) or ()]  # the step protocol's context records
     if not names:
         return {}
     from pixelrt.runtime.conditioning import data_context

@@ -18,7 +18,10 @@ def cmd_train(args) -> int:
     ds, tr, te, record = _split_data(args)
     entry = get_model(args.model)
     C, H, W = ds.shape
-    sizes = {"height": H, "width": W} if entry.kind in ("vae", "pixelvae") else {}  # a VAE's dense layers fix the geometry
+    from dataclasses import fields
+
+    # a config with an image size (a VAE's dense layers fix the geometry) takes the data's
+    sizes = {k: v for k, v in (("height", H), ("width", W)) if k in {f.name for f in fields(entry.config_cls)}}
     config = entry.make_config(**{"channels": C, "levels": ds.levels, **sizes, **_condition_overrides(args, entry, ds),
                                   **_parse_overrides(args.set)})
     if (config.channels, config.levels) != (C, ds.levels) or any(getattr(config, k) != v for k, v in sizes.items()):
@@ -31,6 +34,10 @@ def cmd_train(args) -> int:
         model = entry.build(config)
     except ValueError as e:
         raise PixelrtError(f"model config is invalid: {e}") from None
+    from pixelrt.bundle import ImageSpec
+    from pixelrt.models.contract import check_exportable
+
+    check_exportable(model, ImageSpec(C, H, W, ds.levels))  # refuse now what export would refuse after training
     cfg = TrainConfig(batch_size=args.batch_size, seed=args.seed,
                       time_budget=None if args.minutes is None else args.minutes * 60)
     for name, value in getattr(model, "train_defaults", {}).items():  # a family's own defaults, before flags
@@ -48,104 +55,69 @@ def cmd_train(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from pixelrt.export.bundle_writer import export_bundle
-    from pixelrt.models.checkpoint import load_checkpoint
+    """Every family, one path: the model's export spec, traced, validated, moved into place."""
     from pixelrt.bundle import ImageSpec
+    from pixelrt.export import export_bundle
+    from pixelrt.models.checkpoint import load_checkpoint
 
     model, meta = load_checkpoint(args.checkpoint)
     image = ImageSpec(**meta["image"])
     _, _, test, record = _split_data(args, meta.get("data"))
-    if getattr(model, "bundle_kind", None) == "multiscale":
-        from pixelrt.multiscale_commands import ms_export
-
-        return ms_export(args, model, meta, test.x, record)
-    if getattr(model, "bundle_kind", None) == "vae":
-        from pixelrt.vae_commands import vae_export
-
-        return vae_export(args, model, meta, test.x, record)
-    if getattr(model, "bundle_kind", None) == "pixelvae":
-        from pixelrt.pixelvae_commands import pv_export
-
-        return pv_export(args, model, meta, test.x, record)
     t0 = time.perf_counter()
     result = export_bundle(model, image, test.x[: args.reference], args.out, overwrite=args.force,
                            source={"checkpoint": str(args.checkpoint), "data": record},
                            **_model_context(model, test, args.reference))
-    c = result.check
-    graphs = ", ".join(g.file for g in result.bundle.graphs.values())  # full, step and any per-row graph
-    print(f"bundle written to {args.out} in {time.perf_counter() - t0:.1f} s: {graphs}, manifest.json")
-    print(f"validated ORT vs PyTorch: full |d bits/dim| {c.full_max_dbpd:.1e}, |d log p| {c.full_max_dlogp:.1e}; "
-          f"step |d log p| {c.step_max_dlogp:.1e} over {c.positions} sub-pixel positions")
+    files = sorted(result.bundle.manifest.files)
+    print(f"{result.bundle.kind} bundle written to {args.out} in {time.perf_counter() - t0:.1f} s: "
+          f"{', '.join(files)}, manifest.json")
+    rows = result.report.rows
+    worst = max(rows, key=lambda r: 0.0 if r.budget is None or r.higher_is_better else r.max / r.budget)
+    print(f"validated ({len(rows)} checks within budget, ONNX Runtime vs PyTorch at an untraced batch, step loop vs "
+          f"full graph, causality): tightest {worst.check} {worst.max:.1e} {worst.unit} (budget {worst.budget:.0e})")
     return 0
 
 
 def cmd_parity(args) -> int:
-    import tempfile
-
-    from pixelrt.export.bundle_writer import export_bundle
-    from pixelrt.export.parity import run_parity
+    from pixelrt.bundle import load_bundle
     from pixelrt.models.checkpoint import load_checkpoint
-    from pixelrt.bundle import ImageSpec, load_bundle
+    from pixelrt.parity.options import ParityOptions
+    from pixelrt.parity.table import PARITY, kind_of, lookup
 
     model, meta = load_checkpoint(args.checkpoint)
-    if getattr(model, "bundle_kind", None) == "multiscale":
-        from pixelrt.multiscale_commands import ms_parity
-
-        _, _, test, record = _split_data(args, meta.get("data"))
-        return ms_parity(args, model, meta, test.x, record)
     if args.receptive_field is not None:
         return _receptive_field(args, model, meta)
     _, _, test, record = _split_data(args, meta.get("data"))
-    if getattr(model, "bundle_kind", None) == "vae":
-        from pixelrt.vae_commands import vae_parity
+    opts = ParityOptions.from_args(args, meta, record)
+    bundles = [load_bundle(b) for b in args.bundle or []]
+    if len(bundles) > 1 or any(b.precision != "fp32" for b in bundles):
+        return _precision_parity(args, model, test, opts, bundles)  # reduced precision: the precision table
+    parity = lookup(PARITY, kind_of(model), "pixelrt parity")
+    return _report(parity(model, bundles[0] if bundles else None, test, opts), args.json)
 
-        return vae_parity(args, model, meta, test.x, record)
-    if getattr(model, "bundle_kind", None) == "pixelvae":
-        from pixelrt.pixelvae_commands import pv_parity
 
-        return pv_parity(args, model, meta, test.x, record)
-    if args.bundle and (len(args.bundle) > 1 or load_bundle(args.bundle[0]).precision != "fp32"):
-        return _precision_parity(args, model, test.x[: args.num])  # reduced precision: the precision table
-    with tempfile.TemporaryDirectory(prefix="pixelrt-parity-") as tmp:
-        if args.bundle:
-            bundle = load_bundle(args.bundle[0])
-        else:
-            print("exporting a bundle to a temporary folder (pass --bundle to compare an existing one)")
-            bundle = export_bundle(model, ImageSpec(**meta["image"]), test.x[:8], Path(tmp) / "bundle",
-                                   source={"checkpoint": str(args.checkpoint), "data": record}, log=lambda s: None,
-                                   **_model_context(model, test, 8)).bundle
-        from pixelrt.runtime.conditioning import data_context, sample_context
-
-        report = run_parity(model, bundle, test.x[: args.num], samples=args.samples, teacher=args.teacher,
-                            seed=args.seed, progress=not args.no_progress, runtime=args.runtime,
-                            context={k: v[: args.num] for k, v in data_context(bundle.context, test).items()},
-                            sample_context=sample_context(bundle, args.samples))
+def _report(report, json_path) -> int:
+    """Print a parity report (and write it as JSON); a miss beyond budget raises ParityError (exit 1)."""
     print(report.table())
-    if args.json:
-        Path(args.json).write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+    if json_path:
+        Path(json_path).write_text(json.dumps(report.as_dict(), indent=2) + "\n")
     report.raise_on_miss()
     return 0
 
 
 def _receptive_field(args, model, meta) -> int:
-    from pixelrt.export.receptive_field import format_fields, measure, plain_pixelcnn
+    from pixelrt.parity.receptive_field import format_fields
+    from pixelrt.parity.table import FIELDS, kind_of, lookup
 
-    img = {"height": 8, "width": 8, **meta.get("config", {}), **(meta.get("image") or {})}
-    img.setdefault("channels", 1)
-    img.setdefault("levels", 256)
-    if args.receptive_field == "auto":
-        h, w = min(8, img["height"]), min(8, img["width"])
-    else:
+    size = None
+    if args.receptive_field != "auto":
         try:
-            h, w = (int(v) for v in args.receptive_field.lower().split("x"))
+            size = tuple(int(v) for v in args.receptive_field.lower().split("x"))
+            h, w = size
         except ValueError:
             raise PixelrtError(f"--receptive-field takes HxW, e.g. 6x6, got {args.receptive_field!r}") from None
         if h < 2 or w < 2 or h > 16 or w > 16:
             raise PixelrtError(f"--receptive-field {h}x{w}: use 2..16 per side (the Jacobian has (HW)^2 entries)")
-    shape = (img["channels"], h, w)
-    reports = [measure(model, f"{meta['family']} (this checkpoint)", shape, seed=args.seed)]
-    if meta["family"] != "pixelcnn":
-        reports.append(measure(plain_pixelcnn(img["channels"], img["levels"]), "pixelcnn (default, reference)", shape))
+    reports = lookup(FIELDS, kind_of(model), "pixelrt parity --receptive-field")(model, meta, size, args.seed)
     print(format_fields(reports))
     if args.json:
         Path(args.json).write_text(json.dumps([r.as_dict() for r in reports], indent=2) + "\n")
@@ -182,69 +154,30 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
-def _precision_parity(args, model, x) -> int:
-    from pixelrt.export.precision_check import run_precision_parity
+def _precision_parity(args, model, test, opts, bundles) -> int:
+    from dataclasses import replace
+
+    from pixelrt.parity.table import PRECISION, kind_of, lookup
     from pixelrt.runtime.backends import RUNTIMES
-    from pixelrt.bundle import load_bundle
 
     runtimes = tuple(r.strip() for r in args.runtimes.split(",") if r.strip())
     unknown = [r for r in runtimes if r not in RUNTIMES]
     if unknown or not runtimes:
         raise PixelrtError(f"--runtimes {args.runtimes!r}: choose from {', '.join(RUNTIMES)}")
-    bundles = [load_bundle(b) for b in args.bundle]
-    report = run_precision_parity(model, bundles, x, samples=args.samples, teacher=args.teacher, seed=args.seed,
-                                  runtimes=runtimes, progress=not args.no_progress)
-    print(report.table())
-    if args.json:
-        Path(args.json).write_text(json.dumps(report.as_dict(), indent=2) + "\n")
-    report.raise_on_miss()
-    return 0
+    table = lookup(PRECISION, kind_of(model), "the precision table (several --bundle, or an fp16/int8 one)")
+    return _report(table(model, bundles, test, replace(opts, runtimes=runtimes)), args.json)
 
 
 def cmd_bench(args) -> int:
-    from pixelrt.export.bench import run_bench
+    from pixelrt.bench.run import BenchOptions, run_benchmark, run_gpu_bench
+    from pixelrt.bench.specs import bench_spec, parse_batches
 
+    spec = bench_spec(args.model)  # one row of bench/specs.py; an unknown name lists the known ones
+    batches = parse_batches(args.batches or spec.batches)
     if args.runtime:  # GPU runtimes next to ORT CPU (runtime/gpu_bench.py)
-        from pixelrt.export.bench import run_gpu_bench
-
-        run_gpu_bench(args.runtime, [int(b) for b in (args.batches or "1,64").split(",") if b.strip()],
-                      model=args.model, rows=args.rows, json_path=args.json)
+        run_gpu_bench(args.runtime, batches, model=args.model, rows=args.rows, json_path=args.json)
         return 0
-    if args.model == "pp32":
-        from pixelrt.export.bench_pixelcnnpp import run_pixelcnnpp_bench
-
-        batches = [int(b) for b in (args.batches or "1,4,16,64").split(",") if b.strip()]
-        run_pixelcnnpp_bench(batches, json_path=args.json, rows=args.rows or 4, naive_pixels=max(2, args.naive_rows),
-                             threads=args.threads)
-        return 0
-    if args.model == "vae28":
-        from pixelrt.export.vae_bench import run_vae_bench
-
-        batches = [int(b) for b in (args.batches or "1,64,1024").split(",") if b.strip()]
-        run_vae_bench(batches, json_path=args.json, threads=args.threads)
-        return 0
-    batches = [int(b) for b in (args.batches or "1,64").split(",") if b.strip()]
-    if args.model == "pvae28":  # export/bench_pixelvae.py
-        from pixelrt.export.bench_pixelvae import run_pixelvae_bench
-
-        run_pixelvae_bench(batches, naive_rows=args.naive_rows, threads=args.threads)
-        return 0
-    if args.model == "multiscale":  # export/bench_multiscale.py
-        from pixelrt.export.bench_multiscale import run_ms_bench
-
-        run_ms_bench(batches, naive_rows=args.naive_rows, threads=args.threads)
-        return 0
-    if args.model in ("rowlstm", "diagbilstm"):  # the PixelRNN family: export/bench_pixelrnn.py
-        from pixelrt.export.bench_pixelrnn import run_rnn_bench
-
-        run_rnn_bench(args.model, batches, naive_rows=args.naive_rows, rows=args.rows, threads=args.threads)
-        return 0
-    precisions = tuple(p.strip() for p in args.precisions.split(",") if p.strip())
-    if args.model != "ref28" and precisions != ("fp32",):  # calibrated copies are benchmarked on ref28
-        print(f"note: --precisions applies to ref28; {args.model} is timed in fp32 only")
-        precisions = ("fp32",)
-    run_bench(batches, json_path=args.json, naive_rows=args.naive_rows, rows=args.rows, threads=args.threads,
-              model=args.model, precisions=precisions)
+    run_benchmark(spec, batches, BenchOptions.from_args(args))
     return 0
 
 

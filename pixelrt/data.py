@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pixelrt.errors import DataError
+from pixelrt.errors import DataError, PixelrtError
 
 DATASETS: dict[str, str] = {
     "digits": "scikit-learn's bundled 8x8 handwritten digits: 1797 grey images, "
@@ -400,3 +400,18 @@ def batches(x: np.ndarray, batch_size: int, shuffle: bool = False,
     order = np.random.default_rng(seed).permutation(len(x)) if shuffle else None
     for start in range(0, len(x), batch_size):
         yield x[start:start + batch_size] if order is None else x[order[start:start + batch_size]]
+
+
+def data_context(names, ds) -> dict[str, np.ndarray]:
+    """The conditioning inputs ``names`` for the images of data set ``ds`` (labels come from the data)."""
+    out = {}
+    for name in names:
+        if name == "label" and ds.labels is not None:
+            out[name] = np.asarray(ds.labels, dtype=np.int64)
+        elif name == "label":
+            raise PixelrtError(f"{ds.name} has no labels, but the model is label-conditional; use labelled data "
+                               "(digits, an .npz with 'y'/'labels', MNIST/CIFAR-10 with labels, class subfolders)")
+        else:
+            raise PixelrtError(f"the model takes a {name!r} input that data sets do not provide; "
+                               "use the Python API and pass it as context")
+    return out

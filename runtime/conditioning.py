@@ -11,6 +11,7 @@ import re
 
 import numpy as np
 
+from pixelrt.data import data_context
 from pixelrt.errors import PixelrtError
 
 
@@ -19,10 +20,26 @@ def records(bundle) -> dict:
     return {r.name: r for r in bundle.manifest.conditioning}
 
 
+def check_context(context: dict | None, names: tuple, n: int) -> dict[str, np.ndarray]:
+    """Per-image inputs (first axis N) for every name the schedule lists, and nothing else."""
+    context = dict(context or {})
+    missing = [k for k in names if k not in context]
+    unknown = [k for k in context if k not in names]
+    if missing:
+        raise PixelrtError(f"this bundle is conditional: it needs {', '.join(missing)} for every image "
+                           f"(e.g. `--label` for a class label)")
+    if unknown:
+        raise PixelrtError(f"this bundle takes no {', '.join(unknown)}"
+                           + (f" (its conditioning inputs: {', '.join(names)})" if names else " (it is unconditional)"))
+    for k, v in context.items():
+        if not isinstance(v, np.ndarray) or len(v) != n:
+            raise PixelrtError(f"conditioning input {k!r} must be an array with one entry per image ({n}), "
+                               f"got {getattr(v, 'shape', type(v).__name__)}")
+    return context
+
+
 def check_conditioning(bundle, context: dict | None, n: int) -> dict[str, np.ndarray]:
     """Presence (the schedule's names), then per-record dtype, shape and range; returns feedable arrays."""
-    from pixelrt.runtime.sampler import check_context
-
     context = check_context(context, bundle.context, n)
     out = {}
     for name, value in context.items():
@@ -66,21 +83,6 @@ def parse_labels(text: str, n: int) -> np.ndarray:
     return np.repeat(np.asarray(labels, dtype=np.int64), n // len(labels))
 
 
-def data_context(names, ds) -> dict[str, np.ndarray]:
-    """The conditioning inputs ``names`` for the images of data set ``ds`` (labels come from the data)."""
-    out = {}
-    for name in names:
-        if name == "label" and ds.labels is not None:
-            out[name] = np.asarray(ds.labels, dtype=np.int64)
-        elif name == "label":
-            raise PixelrtError(f"{ds.name} has no labels, but the model is label-conditional; use labelled data "
-                               "(digits, an .npz with 'y'/'labels', MNIST/CIFAR-10 with labels, class subfolders)")
-        else:
-            raise PixelrtError(f"the model takes a {name!r} input that data sets do not provide; "
-                               "use the Python API and pass it as context")
-    return out
-
-
 def sample_context(bundle, n: int) -> dict[str, np.ndarray]:
     """Context for ``n`` parity samples: labels cycling through the classes; maps cannot be made up."""
     out = {}
@@ -91,3 +93,6 @@ def sample_context(bundle, n: int) -> dict[str, np.ndarray]:
                                "use the Python API and pass it as context")
         out[name] = np.arange(n, dtype=np.int64) % rec.classes
     return out
+
+
+__all__ = ["check_conditioning", "check_context", "data_context", "parse_labels", "records", "sample_context"]

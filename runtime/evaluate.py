@@ -33,9 +33,7 @@ def evaluate(backend, bundle: Bundle, x: np.ndarray, batch_size: int = 256, sour
 
     context: the per-image conditioning inputs the bundle names (e.g. {"label": (N,) int64}).
     """
-    from pixelrt.runtime.sampler import check_context
-
-    from pixelrt.runtime.conditioning import check_conditioning
+    from pixelrt.runtime.conditioning import check_conditioning, check_context
 
     x = check_bundle_images(bundle, x, source)
     context = check_conditioning(bundle, check_context(context, bundle.context, len(x)), len(x))

@@ -17,6 +17,7 @@ import numpy as np
 from pixelrt.data import check_images
 from pixelrt.errors import BundleError, PixelrtError
 from pixelrt.bundle import ImageSpec, StateSpec, StepSchedule
+from pixelrt.runtime.conditioning import check_conditioning, check_context
 
 
 @dataclass
@@ -53,24 +54,6 @@ def check_noise(noise: np.ndarray, n: int, image: ImageSpec, schedule: StepSched
     if noise.min() < 0.0 or noise.max() >= 1.0:
         raise PixelrtError(f"noise must lie in [0, 1), got [{noise.min()}, {noise.max()}]; draw it with make_noise()")
     return noise.astype(np.float32, copy=False)
-
-
-def check_context(context: dict | None, names: tuple, n: int) -> dict[str, np.ndarray]:
-    """Per-image inputs (first axis N) for every name the schedule lists, and nothing else."""
-    context = dict(context or {})
-    missing = [k for k in names if k not in context]
-    unknown = [k for k in context if k not in names]
-    if missing:
-        raise PixelrtError(f"this bundle is conditional: it needs {', '.join(missing)} for every image "
-                           f"(e.g. `--label` for a class label)")
-    if unknown:
-        raise PixelrtError(f"this bundle takes no {', '.join(unknown)}"
-                           + (f" (its conditioning inputs: {', '.join(names)})" if names else " (it is unconditional)"))
-    for k, v in context.items():
-        if not isinstance(v, np.ndarray) or len(v) != n:
-            raise PixelrtError(f"conditioning input {k!r} must be an array with one entry per image ({n}), "
-                               f"got {getattr(v, 'shape', type(v).__name__)}")
-    return context
 
 
 def step_loop(runner, image: ImageSpec, state: list[StateSpec], noise: np.ndarray,
@@ -118,8 +101,6 @@ def bundle_loop(step, row, bundle, noise: np.ndarray, **kwargs) -> StepResult:
     """``step_loop`` with a bundle's image, states and schedule (backends from ``step_backends``).
 
     A backend with its own device-resident loop (TensorRT: ``bundle_loop``) runs the whole loop itself."""
-    from pixelrt.runtime.conditioning import check_conditioning
-
     if kwargs.get("context") is not None or bundle.context:  # label range, map shape (manifest "conditioning")
         kwargs["context"] = check_conditioning(bundle, kwargs.get("context"), len(noise))
     if row is None and hasattr(step, "bundle_loop"):

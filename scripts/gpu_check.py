@@ -32,8 +32,8 @@ def main() -> int:
 
     import torch
 
-    from pixelrt.export.bench import REF28
-    from pixelrt.export.bundle_writer import export_bundle
+    from pixelrt.bench.specs import REF28
+    from pixelrt.export import export_bundle
     from pixelrt.runtime.engine_cache import EngineCache
     from pixelrt.runtime.evaluate import evaluate
     from pixelrt.runtime.ort_backend import OrtBackend

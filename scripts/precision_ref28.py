@@ -37,9 +37,9 @@ def main() -> None:
     args = ap.parse_args()
 
     from pixelrt.calibration.calibrate import calibrate_bundle
-    from pixelrt.export.bench import REF28
-    from pixelrt.export.bundle_writer import export_bundle
-    from pixelrt.export.precision_check import run_precision_parity
+    from pixelrt.bench.specs import REF28
+    from pixelrt.export import export_bundle
+    from pixelrt.parity.precision import run_precision_parity
 
     train_x, test_x = ref28_digits()
     heldout, calib = test_x[: args.heldout], train_x[: args.calib]

@@ -100,7 +100,7 @@ def test_parity_passes_and_writes_json(trained, exported, workdir, capsys):
 
 def test_parity_against_another_models_bundle_exits_1(trained, tmp_path, capsys):
     """A bundle exported from different weights (same shape) must miss the budgets, not pass."""
-    from pixelrt.export.bundle_writer import export_bundle
+    from pixelrt.export import export_bundle
     from pixelrt.models.checkpoint import load_checkpoint
     from pixelrt.bundle import ImageSpec
 

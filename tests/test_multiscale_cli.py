@@ -48,14 +48,14 @@ def test_parity_and_receptive_field(run, capsys):
     assert main(["parity", str(d / "ckpt"), *data, "--bundle", str(d / "bundle"), "-n", "6", "--teacher", "2",
                  "--samples", "2", "--json", str(d / "p.json"), "--no-progress"]) == 0
     rep = json.loads((d / "p.json").read_text())
-    assert len(rep) == 4 and all(v["value"] <= v["budget"] for v in rep.values())
+    assert rep["ok"] and len(rep["rows"]) == 4 and all(r["max"] <= r["budget"] for r in rep["rows"])
     assert main(["parity", str(d / "ckpt"), *data, "--receptive-field"]) == 0
     out = capsys.readouterr().out
     assert "stage 2 (coarse image fixed)" in out
 
 
 def test_bench_reports_naive_and_cached_sampling():
-    from pixelrt.export.bench_multiscale import format_ms_report, run_ms_bench
+    from pixelrt.bench.composite import format_composite_report as format_ms_report, run_ms_bench
     from pixelrt.bundle import ImageSpec
 
     recs = run_ms_bench([2], image=ImageSpec(1, 4, 4, 4), config=dict(channels=1, levels=4, hidden=4, state=2,

@@ -3,7 +3,8 @@ and what ORT's CPU provider really executes for each precision."""
 from __future__ import annotations
 
 from pixelrt.calibration.ort_inspect import executed_precision
-from pixelrt.export.bench import BenchSpec, run_bench
+from pixelrt.bench.autoregressive import run_bench
+from pixelrt.bench.specs import BenchSpec
 from pixelrt.bundle import ImageSpec
 
 

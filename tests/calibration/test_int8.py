@@ -106,7 +106,7 @@ def test_fp16_on_trained_digits_meets_budget_in_real_half(digits_trained, tmp_pa
 
     from pixelrt.calibration.calibrate import calibrate_bundle
     from pixelrt.calibration.measure import FP16_BPD_BUDGET
-    from pixelrt.export.precision_check import half_precision_logp
+    from pixelrt.parity.precision import half_precision_logp
 
     model, bundle, _, test_x = digits_trained
     x = test_x[:128]

@@ -6,7 +6,7 @@ import json
 import numpy as np
 
 from pixelrt.calibration.measure import FP16_BPD_BUDGET, FP32_BPD_BUDGET
-from pixelrt.export.precision_check import run_precision_parity
+from pixelrt.parity.precision import run_precision_parity
 
 from .conftest import images
 

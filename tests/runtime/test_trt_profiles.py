@@ -77,7 +77,7 @@ def test_gpu_commands_without_a_gpu_name_what_is_missing(grey_bundle, capsys):
 
 
 def test_parity_takes_the_runtime_and_fails_clearly_without_it(grey_bundle):
-    from pixelrt.export.parity import run_parity
+    from pixelrt.parity.autoregressive import run_parity
 
     model, bundle = grey_bundle
     x = bundle.reference()["x"]

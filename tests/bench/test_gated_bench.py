@@ -1,7 +1,10 @@
 """Gated PixelCNN bench FLOP counts against the weights its step and row modules really multiply."""
 import pytest
 
-from pixelrt.export.gated_bench import dense_flops_per_pixel, gated28, step_flops_per_pixel
+from pixelrt.bench.flops import gated_dense_flops_per_pixel as dense_flops_per_pixel
+from pixelrt.bench.flops import gated_step_flops_per_pixel as step_flops_per_pixel
+from pixelrt.bench.specs import GATED28
+from pixelrt.bundle import ImageSpec
 from pixelrt.models.gated import GatedPixelCNN, GatedPixelCNNConfig
 
 
@@ -11,7 +14,8 @@ from pixelrt.models.gated import GatedPixelCNN, GatedPixelCNNConfig
 ])
 def test_flops_match_the_step_and_row_modules(cfg):
     model = GatedPixelCNN(cfg)
-    step, row = model.stepper(), model.row_stepper()
+    image = ImageSpec(cfg.channels, 5, 6, cfg.levels)
+    step, row = model.step_module(image), model.row_module(image)
     step_macs = sum(b.numel() for n, b in step.named_buffers() if n.split(".")[-1].startswith(("w_centre", "w_window")))
     row_macs = sum(v.weight.numel() for v in row.vconvs) + row.w_link.numel()  # per column of a row
     assert step_flops_per_pixel(cfg) == 2 * (cfg.channels * step_macs + row_macs)
@@ -19,6 +23,6 @@ def test_flops_match_the_step_and_row_modules(cfg):
 
 
 def test_gated28_builds_the_registered_model():
-    spec = gated28()
+    spec = GATED28
     model = spec.build()
     assert isinstance(model, GatedPixelCNN) and spec.image.shape == (1, 28, 28)

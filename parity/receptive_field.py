@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from pixelrt.errors import PixelrtError
 from pixelrt.models.causality import CausalityReport, audit_model
 
 
@@ -78,3 +79,51 @@ def format_fields(reports: list[FieldReport]) -> str:
         lines.append(f"\n{r.name}: inputs read by output pixel ({i}, {j})  [X pixel, # read, . blind spot]")
         lines.append(pixel_map(r.audit.dependencies, i, j))
     return "\n".join(lines)
+
+
+# -- what `pixelrt parity --receptive-field` measures, per kind (parity/table.py: FIELDS) ------------------
+def _image(meta: dict) -> dict:
+    img = {"height": 8, "width": 8, **meta.get("config", {}), **(meta.get("image") or {})}
+    img.setdefault("channels", 1)
+    img.setdefault("levels", 256)
+    return img
+
+
+def model_fields(model: torch.nn.Module, meta: dict, size: tuple[int, int] | None, seed: int = 0) -> list[FieldReport]:
+    """The checkpoint on an ``size`` (h, w) image (default: its own size, at most 8x8), beside a default
+    PixelCNN's field (left out when the checkpoint is that very architecture)."""
+    img = _image(meta)
+    h, w = size or (min(8, img["height"]), min(8, img["width"]))
+    shape = (img["channels"], h, w)
+    reports = [measure(model, f"{meta['family']} (this checkpoint)", shape, seed=seed)]
+    reference = plain_pixelcnn(img["channels"], img["levels"])
+    if not hasattr(model, "describe") or model.describe() != reference.describe():
+        reports.append(measure(reference, "pixelcnn (default, reference)", shape))
+    return reports
+
+
+def _own_size(size, what: str) -> None:
+    if size is not None:
+        raise PixelrtError(f"--receptive-field for {what} uses the checkpoint's size (pass it bare)")
+
+
+def stage_fields(model, meta: dict, size: tuple[int, int] | None, seed: int = 0) -> list[FieldReport]:
+    """A multi-scale model per stage: stage 1 on the coarse image, stage 2 with a coarse image held fixed
+    (the whole model's bound reads the coarsened image, which no single raster order makes causal)."""
+    from pixelrt.models.multiscale import GivenCoarse
+
+    _own_size(size, "a multi-scale model")
+    image = meta["image"]
+    C, H, W = image["channels"], image["height"], image["width"]
+    coarse = torch.randint(0, image["levels"], (1, C, H // 2, W // 2), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(seed))
+    return [measure(model.stage1, "stage 1 (coarse image)", (C, H // 2, W // 2), seed=seed),
+            measure(GivenCoarse(model, coarse), "stage 2 (coarse image fixed)", (C, H, W), seed=seed)]
+
+
+def decoder_fields(model, meta: dict, size: tuple[int, int] | None, seed: int = 0) -> list[FieldReport]:
+    """A PixelVAE's p(x|z): its conditioned PixelCNN given one example features map (a map is no pixel)."""
+    _own_size(size, "a PixelVAE (its features map has the image's size)")
+    image = meta["image"]
+    shape = (image["channels"], image["height"], image["width"])
+    return [measure(model.pixelcnn, "pixelvae p(x|z) (this checkpoint)", shape, seed=seed)]

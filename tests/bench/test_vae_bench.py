@@ -1,5 +1,6 @@
 """`pixelrt bench --model vae28` through a tiny spec: one record per runtime and batch, ratios in one table."""
-from pixelrt.export.vae_bench import VaeBenchSpec, run_vae_bench
+from pixelrt.bench.decoder import run_vae_bench
+from pixelrt.bench.specs import vae_spec as VaeBenchSpec
 
 TINY = VaeBenchSpec("tiny", dict(channels=1, levels=8, height=6, width=6, latent=2, hidden=4, downsample=1,
                                  dense=8, likelihood="logistic"))

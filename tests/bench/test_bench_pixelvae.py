@@ -2,7 +2,7 @@
 import pytest
 
 from pixelrt.errors import PixelrtError
-from pixelrt.export.bench_pixelvae import run_pixelvae_bench
+from pixelrt.bench.composite import run_pixelvae_bench
 from pixelrt.bundle import ImageSpec
 
 TINY = dict(latent=2, hidden=4, downsample=1, dense=8, pixel_hidden=4, head_hidden=4, pixel_layers=2, input_kernel=3)

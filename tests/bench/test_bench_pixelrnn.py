@@ -2,7 +2,8 @@
 import pytest
 
 from pixelrt.errors import PixelrtError
-from pixelrt.export.bench_pixelrnn import RNNBenchSpec, run_rnn_bench
+from pixelrt.bench.autoregressive import run_rnn_bench
+from pixelrt.bench.specs import rnn_spec as RNNBenchSpec
 from pixelrt.bundle import ImageSpec
 
 

@@ -1,47 +1,25 @@
-"""`pixelrt bench --model vae28`: VAE decoder throughput, ONNX Runtime vs PyTorch, in one run.
+"""A VAE decoder's throughput, ONNX Runtime vs PyTorch, in one run: the ``decoder`` measurement.
 
 The decoder is the part of a VAE that runs on the device (z -> image), so this times
 decoder.onnx in ORT and the same ``DecoderGraph`` module in PyTorch (inference mode) on the
 same feeds, at each batch size, and reports images per second and the ORT / PyTorch ratio.
-The model is data (``VAE28``: random weights, fixed seed), like the PixelCNN's ref28.
-Bench is measurement, not a test: nothing here raises on a slow result.
+The model is data (a row of ``bench/specs.py``: random weights, fixed seed), like ref28.
 """
 from __future__ import annotations
 
 import os
 import platform
 import tempfile
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from pixelrt.errors import PixelrtError
-from pixelrt.export.bench import _best_of, _load, _write_json_atomic
-from pixelrt.models.vae import VAE, DecoderGraph, TorchGraphRunner, VAEConfig
+from pixelrt.bench.common import _best_of, _load, export_temporary, random_images, set_threads, write_records
+from pixelrt.bench.specs import VAE28, BenchSpec
 from pixelrt.bundle import ImageSpec
-
-
-@dataclass(frozen=True)
-class VaeBenchSpec:
-    name: str
-    config: dict = field(hash=False)
-    seed: int = 0
-
-    def build(self) -> VAE:
-        torch.manual_seed(self.seed)
-        return VAE(VAEConfig(**self.config)).eval()
-
-    @property
-    def image(self) -> ImageSpec:
-        c = self.config
-        return ImageSpec(c["channels"], c["height"], c["width"], c["levels"])
-
-
-VAE28 = VaeBenchSpec("vae28", dict(channels=1, levels=256, height=28, width=28, latent=16, hidden=32, downsample=2,
-                                   dense=256, likelihood="logistic"))
+from pixelrt.errors import PixelrtError
 
 
 def decoder_feeds(image: ImageSpec, latent: int, batch: int, seed: int = 0) -> dict:
@@ -57,22 +35,19 @@ def time_decoder(runner, feeds: dict, repeats: int = 5, budget_s: float = 3.0) -
     return _best_of(lambda: runner.infer(feeds, check=False), repeats, budget_s)
 
 
-def run_vae_bench(batches: list[int], json_path: str | os.PathLike | None = None, spec: VaeBenchSpec | None = None,
+def run_vae_bench(batches: list[int], json_path: str | os.PathLike | None = None, spec: BenchSpec | None = None,
                   threads: int | None = None, log=None) -> list[dict]:
     """Decoder images/second in PyTorch and ORT at each batch; prints a table, returns the records."""
     import onnxruntime as ort
 
-    from pixelrt.export.vae_export import export_vae_bundle
+    from pixelrt.models.vae import DecoderGraph, TorchGraphRunner
     from pixelrt.runtime.ort_backend import OrtBackend
 
     log = log or (lambda s: print(s, flush=True))
     spec = spec or VAE28
     if not batches or min(batches) < 1:
         raise PixelrtError(f"batch sizes must be positive integers, got {batches}")
-    if threads is not None:
-        if threads < 1:
-            raise PixelrtError(f"--threads must be at least 1, got {threads}")
-        torch.set_num_threads(threads)
+    set_threads(threads)
     model, image = spec.build(), spec.image
     latent = model.config.latent
     common = {"model": spec.name, "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -82,8 +57,7 @@ def run_vae_bench(batches: list[int], json_path: str | os.PathLike | None = None
     records = []
     with tempfile.TemporaryDirectory(prefix="pixelrt-bench-") as tmp:
         log(f"exporting {spec.name} to a temporary bundle")
-        x_ref = np.random.default_rng(0).integers(0, image.levels, (3, *image.shape)).astype(np.uint8)
-        bundle = export_vae_bundle(model, image, x_ref, Path(tmp) / spec.name, log=lambda s: None).bundle
+        bundle = export_temporary(model, image, random_images(image, 3), Path(tmp), spec.name)
         torch_runner = TorchGraphRunner(DecoderGraph(model))
         with OrtBackend(bundle.graph_path("decoder"), threads=threads or 0) as ort_runner:
             for b in batches:
@@ -94,9 +68,7 @@ def run_vae_bench(batches: list[int], json_path: str | os.PathLike | None = None
                     records.append({**common, "runtime": name, "batch": b, "ms_per_call": sec * 1e3,
                                     "images_per_second": b / sec, "load_avg_1m": round(_load(), 2)})
     log(format_vae_report(records))
-    if json_path is not None:
-        _write_json_atomic(Path(json_path), records)
-        log(f"wrote {len(records)} records to {json_path}")
+    write_records(json_path, records, log)
     return records
 
 

@@ -22,6 +22,7 @@ from pixelrt.calibration.report import PrecisionReport
 from pixelrt.models.heads import gather_logp, log_softmax
 from pixelrt.models.reference import TorchStepRunner
 from pixelrt.bundle import Bundle
+from pixelrt.data import Dataset
 from pixelrt.runtime.evaluate import check_bundle_images
 from pixelrt.runtime.sampler import make_noise, step_loop
 
@@ -70,7 +71,7 @@ def run_precision_parity(model: torch.nn.Module, bundles: list[Bundle], x: np.nd
     with torch.inference_mode():
         ref_logp = model.log_prob(torch.from_numpy(x)).numpy()
     ref_bpd = img.bits_per_dim(ref_logp.astype(np.float64).reshape(len(x), -1).sum(1))
-    runner = TorchStepRunner(model)
+    runner = TorchStepRunner(model, image=img)
     xt = x[:teacher]
     tf = step_loop(runner, img, bundles[0].state, make_noise(len(xt), img, seed), force=xt, progress=progress,
                    desc="teacher-forced (PyTorch)")
@@ -100,3 +101,9 @@ def run_precision_parity(model: torch.nn.Module, bundles: list[Bundle], x: np.nd
                         "budget step: per-image |step - full| of the same precision (fp32 1e-5, else twice budget d: "
                         "docs/precision.md); samples same: reported only (one flip changes the rest of an image)")
     return report
+
+
+def precision_parity(model: torch.nn.Module, bundles: list[Bundle], held: Dataset, opts) -> PrecisionReport:
+    """The ``PRECISION["autoregressive"]`` table on the held-out sample ``held``, in each of ``opts.runtimes``."""
+    return run_precision_parity(model, bundles, held.x, samples=opts.samples, teacher=opts.teacher, seed=opts.seed,
+                                runtimes=tuple(opts.runtimes), progress=opts.progress, log=opts.log)

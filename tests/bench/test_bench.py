@@ -6,7 +6,9 @@ import json
 
 import pytest
 
-from pixelrt.export.bench import BenchSpec, dense_flops_per_pixel, run_bench, step_flops_per_pixel
+from pixelrt.bench.autoregressive import run_bench
+from pixelrt.bench.flops import dense_flops_per_pixel, step_flops_per_pixel
+from pixelrt.bench.specs import BenchSpec
 from pixelrt.models import PixelCNN, PixelCNNConfig
 from pixelrt.bundle import ImageSpec
 
@@ -24,7 +26,7 @@ def test_step_flops_hand_count():
 
 def _step_weight_macs(cfg: PixelCNNConfig) -> int:
     """MACs of one step, read off the step module: every matmul weight element is used once per image."""
-    step = PixelCNN(cfg).stepper()
+    step = PixelCNN(cfg).step_module(ImageSpec(cfg.channels, 4, 4, cfg.levels))
     return sum(buf.numel() for name, buf in step.named_buffers() if name.endswith(("w_centre", "w_window")))
 
 

@@ -1,4 +1,4 @@
-"""`pixelrt parity`: a checkpoint against its bundle, in bits/dim and log p.
+"""Parity of an autoregressive checkpoint against its bundle, in bits/dim and log p.
 
 Compares, on real held-out images and on sampled ones:
   * PyTorch full path vs the ORT full graph, per image (bits/dim) and per sub-pixel (log p);
@@ -12,16 +12,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pixelrt.export.validate import BPD_BUDGET, LOGP_BUDGET
 from pixelrt.models.causality import audit_model
 from pixelrt.models.reference import TorchRowRunner, TorchStepRunner, naive_sample
-from pixelrt.runtime.backends import open_backend, step_backends
 from pixelrt.bundle import Bundle, StepSchedule
+from pixelrt.data import Dataset
+from pixelrt.parity.budgets import BPD_BUDGET, LOGP_BUDGET, SAMPLE_AGREEMENT_BUDGET
+from pixelrt.runtime.backends import open_backend, step_backends
+from pixelrt.runtime.conditioning import data_context, sample_context
 from pixelrt.runtime.evaluate import check_bundle_images, evaluate
 from pixelrt.runtime.parity import ParityReport, agreement_row, count_row, diff_row
 from pixelrt.runtime.sampler import bundle_loop, check_context, make_noise
 
-SAMPLE_AGREEMENT_BUDGET = 0.9  # one inverse-CDF tie at a float boundary changes the rest of that image
 NAIVE_LIMIT = 4096             # sub-pixels x samples above which the O(image)-per-step oracle is skipped
 
 
@@ -46,8 +47,8 @@ def run_parity(model: torch.nn.Module, bundle: Bundle, x: np.ndarray, samples: i
     with torch.inference_mode():
         t_logp = model.log_prob(torch.from_numpy(x), **{k: torch.from_numpy(v) for k, v in context.items()}).numpy()
     t_ll = t_logp.astype(np.float64).reshape(len(x), -1).sum(1)
-    torch_runner = TorchStepRunner(model, width=img.width)
-    torch_row = TorchRowRunner(model, width=img.width) if sched.row_graph else None
+    torch_runner = TorchStepRunner(model, image=img)
+    torch_row = TorchRowRunner(model, image=img) if sched.row_graph else None
     with open_backend(runtime, bundle.graph_path("full")) as full, step_backends(runtime, bundle) as (step, row):
         log("full graph on held-out images")
         o = evaluate(full, bundle, x, context=context)
@@ -100,3 +101,11 @@ def run_parity(model: torch.nn.Module, bundle: Bundle, x: np.ndarray, samples: i
             r.check = r.check.replace("ORT", runtime)
         report.summary = {k.replace("ORT", runtime): v for k, v in report.summary.items()}
     return report
+
+
+def autoregressive_parity(model: torch.nn.Module, bundle: Bundle, held: Dataset, opts) -> ParityReport:
+    """The ``PARITY["autoregressive"]`` comparison on the held-out sample ``held`` (its labels, if the bundle
+    takes them; sampled images get labels cycling through the classes)."""
+    return run_parity(model, bundle, held.x, samples=opts.samples, teacher=opts.teacher, seed=opts.seed,
+                      progress=opts.progress, log=opts.log, runtime=opts.runtime,
+                      context=data_context(bundle.context, held), sample_context=sample_context(bundle, opts.samples))
