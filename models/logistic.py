@@ -34,6 +34,12 @@ log(1 + exp(-|a|))) and so are the log-sum-exps (max subtracted): the likelihood
 to Relu/Abs/Exp/Log/ReduceMax/ReduceSum, with no Softplus, Sigmoid or ReduceLogSumExp node
 whose implementations differ between runtimes.
 
+What no form of this arithmetic removes: log p's sensitivity to its parameters. Just outside a sharp
+component (a bin next to a location on 0 or 255 at s ~ e^-7) d log p / d mean ~ 1/s, so two runtimes
+whose networks give means an ulp or two apart differ by up to ~1e-4 nats there on a long-trained
+model, while on identical parameters the grey head agrees to ~2e-7 (1 + |log p|) (docs/pixelcnnpp.md,
+"Numerical margin of the logistic head"; tests/models/test_logistic_stability.py).
+
 Mixture parameters per pixel, last axis, for C channels and K components:
 ``[logits (K) | means (C, K) | log_scales (C, K) | coeffs (C(C-1)/2, K)]``; channel c's
 mean is ``mu_c + sum_{c' < c} tanh(a_{c,c'}) * x_{c'}``. The full graph and the step graph
