@@ -59,6 +59,9 @@ def data_record(name: str, x: np.ndarray) -> dict:
     return {"name": name, "images": int(len(x)), "shape": list(x.shape[1:]), "sha256": h.hexdigest()}
 
 
+CALIBRATED_KINDS = ("autoregressive",)  # the bundle kinds calibration writes reduced-precision copies of
+
+
 def _check_inputs(bundle: Bundle, precision: str, method: str, calib_x: np.ndarray | None,
                   heldout_x: np.ndarray) -> None:
     if precision not in PRECISIONS:
@@ -66,7 +69,7 @@ def _check_inputs(bundle: Bundle, precision: str, method: str, calib_x: np.ndarr
     if bundle.precision != "fp32":
         raise BundleError(f"{bundle.root} is already a {bundle.precision} bundle; calibrate the FP32 bundle "
                           "that `pixelrt export` wrote")
-    if bundle.kind != "autoregressive":
+    if bundle.kind not in CALIBRATED_KINDS:
         raise BundleError(f"{bundle.root} is a {bundle.kind} bundle ({bundle.family}); `pixelrt calibrate` writes "
                           "FP16 / INT8 copies of single autoregressive bundles (full + step graphs) only. Calibrate "
                           "an exported pixelcnn, gated, pixelcnnpp, rowlstm or diagbilstm bundle; for this one, "

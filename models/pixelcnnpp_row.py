@@ -6,6 +6,8 @@ The scheme (which resolution runs when, what each conv caches) is described in
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -13,7 +15,10 @@ from torch import nn
 from pixelrt.bundle.graphs import row_graph, row_state
 from pixelrt.models import logistic
 from pixelrt.models.contract import StepModule
-from pixelrt.models.pixelcnnpp import GatedResnet, PixelCNNPP, block_counts, concat_elu
+from pixelrt.models.pixelcnnpp_layers import GatedResnet, block_counts, concat_elu
+
+if TYPE_CHECKING:
+    from pixelrt.models.pixelcnnpp import PixelCNNPP
 
 # -- shared helpers ------------------------------------------------------------------
 def _split_nin(block: GatedResnet, filters: int):

@@ -28,6 +28,8 @@ has run yet for that resolution.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -36,8 +38,11 @@ from pixelrt.bundle import StateSpec
 from pixelrt.bundle.graphs import ring_state, step_graph, step_schedule
 from pixelrt.models import logistic
 from pixelrt.models.contract import StepModule
-from pixelrt.models.pixelcnnpp import PixelCNNPP, block_counts, concat_elu
+from pixelrt.models.pixelcnnpp_layers import block_counts, concat_elu
 from pixelrt.models.pixelcnnpp_row import PixelCNNPPRow, _cond, _split_nin
+
+if TYPE_CHECKING:
+    from pixelrt.models.pixelcnnpp import PixelCNNPP
 
 
 # -- step graph: the ul stream, one pixel at a time ------------------------------------------

@@ -29,10 +29,10 @@ from pixelrt.parity.receptive_field import decoder_fields, model_fields, stage_f
 
 
 def kind_of(model) -> str:
-    """The bundle kind of ``model``: its registry entry's."""
-    from pixelrt.models import get_model
+    """The bundle kind of ``model`` (the model contract's ``kind_of``: registered or not)."""
+    from pixelrt.models.contract import kind_of as contract_kind
 
-    return get_model(model.family).kind
+    return contract_kind(model)
 
 
 def lookup(table: dict, kind: str, what: str) -> Callable:
@@ -54,7 +54,8 @@ def bundle_for(model, bundle, held, opts: ParityOptions):
     from pixelrt.export import export_bundle
     from pixelrt.runtime.conditioning import data_context
 
-    context = {k: v[:REFERENCE_IMAGES] for k, v in data_context(getattr(model, "context_names", []), held).items()}
+    names = [c.name for c in getattr(model, "conditioning", ()) or ()]  # the step protocol's context records
+    context = {k: v[:REFERENCE_IMAGES] for k, v in data_context(names, held).items()}
     with tempfile.TemporaryDirectory(prefix="pixelrt-parity-") as tmp:
         opts.log("exporting a bundle to a temporary folder (pass --bundle to compare an existing one)")
         yield export_bundle(model, opts.image, held.x[:REFERENCE_IMAGES], Path(tmp) / "bundle", source=opts.source,

@@ -30,7 +30,8 @@ _LAZY = {
     "OrtBackend": "pixelrt.runtime.ort_backend", "open_backend": "pixelrt.runtime.backends",
     "make_noise": "pixelrt.runtime.sampler", "step_loop": "pixelrt.runtime.sampler",
     "save_grid": "pixelrt.runtime.grid",
-    "export_model": "pixelrt.export.api",  # needs the export extra (torch); everything else here is torch-free
+    "export_model": "pixelrt.export.api",  # these two need the export extra (torch); the rest is torch-free
+    "check_parity": "pixelrt.parity.api",
     "PIPELINES": "pixelrt.runtime.pipelines", "pipeline": "pixelrt.runtime.pipelines",
     "Samples": "pixelrt.runtime.pipelines", "Scores": "pixelrt.runtime.pipelines",
     "Interpolation": "pixelrt.runtime.pipelines", "ReferenceCheck": "pixelrt.runtime.pipelines",

@@ -28,8 +28,10 @@ typical flow:
   pixelrt calibrate bundles/pixelcnn --precision int8 -o bundles/pixelcnn-int8   # FP16 / INT8 Q/DQ bundle
   pixelrt demo                                        # all of the above in one go
 
-models (--model NAME): pixelcnn, gated (label-conditional with --condition label),
-  pixelcnnpp, rowlstm, diagbilstm, multiscale, vae, pixelvae; the same commands drive each.
+models (--model NAME): every registered family (models/__init__.py; an unknown name lists
+  them), e.g. pixelcnn, gated (label-conditional with --condition label), pixelcnnpp, rowlstm,
+  diagbilstm, multiscale, vae, pixelvae; the same commands drive each. Your own model:
+  docs/export-your-model.md.
 VAE (docs/vae.md): pixelrt train --model vae, then export / sample [--mean] /
   interpolate --pair A B / eval --iwae K / parity on its checkpoint and bundle.
   --model pixelvae: the same commands, p(x|z) a Gated PixelCNN conditioned on z.

@@ -136,3 +136,14 @@ def test_a_config_that_cannot_export_is_refused_before_training():
     model = gated.build(gated.make_config(channels=1, levels=4, cond_shape=[2, 3, 3]))
     with pytest.raises(PixelrtError, match="trains but cannot be exported for 1x4x4 images: .*conditioning map"):
         check_exportable(model, ImageSpec(1, 4, 4, 4))
+
+
+def test_parity_runs_on_a_model_outside_the_registry(exported):
+    """pixelrt.check_parity: the kind's table works for a model no registry entry knows."""
+    model, image, result = exported
+    held = np.random.default_rng(5).integers(0, 5, (10, *image.shape)).astype(np.uint8)
+    report = pixelrt.check_parity(model, result.bundle, data=held, num=6, samples=2, teacher=2, log=lambda s: None)
+    assert report.ok, report.table()
+    rows = {r.check: r for r in report.rows}
+    assert rows["sampled: summed step log p vs full loglik (ORT)"].max <= BPD_BUDGET
+    assert rows["step vs full conditionals (ORT)"].max <= LOGP_BUDGET

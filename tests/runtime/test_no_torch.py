@@ -48,7 +48,7 @@ BLOCKER = textwrap.dedent('''
     atexit.register(_report)
 ''')
 
-FORBIDDEN = ("torch", "pixelrt.models", "pixelrt.export")
+FORBIDDEN = ("torch", "pixelrt.models", "pixelrt.export", "pixelrt.parity", "pixelrt.bench")
 
 
 def _forbidden(modules) -> list[str]:
