@@ -8,6 +8,7 @@ from pixelrt.models.rowlstm import RowLSTM, RowLSTMConfig
 from pixelrt.models.vae import VAE, VAEConfig
 from pixelrt.models.multiscale import MultiScale, MultiScaleConfig
 from pixelrt.models.pixelvae import PixelVAE, PixelVAEConfig
+from pixelrt.models.resgated import ResGatedConfig, ResGatedPixelCNN
 
 register_model("pixelcnn", PixelCNNConfig, "PixelCNN: Mask-A/B convolutions, residual blocks, levels-way softmax")(PixelCNN)
 register_model("pixelcnnpp", PixelCNNPPConfig, "PixelCNN++: shifted convs, u/ul streams over 3 resolutions, "
@@ -21,6 +22,9 @@ register_model("multiscale", MultiScaleConfig, "Multi-Scale PixelRNN: Row LSTM o
                "on the full image with a deconvolved bias field on every gate")(MultiScale)
 register_model("pixelvae", PixelVAEConfig, "PixelVAE: the VAE's encoder and decoder map, a small Gated PixelCNN "
                "conditioned on it as p(x|z)")(PixelVAE)
+
+register_model("resgated", ResGatedConfig, "PixelCNN with gated residual blocks, composed from pixelrt's layers "
+               "(CausalSequential): its step path is derived, not written")(ResGatedPixelCNN)
 
 __all__ = ["GatedPixelCNN", "GatedPixelCNNConfig", "PixelCNN", "PixelCNNConfig", "PixelCNNPP", "PixelCNNPPConfig",
            "VAE", "VAEConfig", "get_model",

@@ -25,6 +25,7 @@ SMALL = {
     "diagbilstm": dict(hidden=4, state=2, layers=1, head_hidden=4, input_kernel=3),
     "multiscale": dict(hidden=4, state=2, layers=1, head_hidden=4, input_kernel=3, up_channels=4),
     "vae": dict(height=4, width=4, latent=2, hidden=4, downsample=1, dense=8),
+    "resgated": dict(channels=3, hidden=6, blocks=2, input_kernel=3),
     "pixelvae": dict(height=4, width=4, latent=2, hidden=4, downsample=1, dense=8, pixel_hidden=4, pixel_layers=2,
                      input_kernel=3, head_hidden=4),
 }
