@@ -111,7 +111,7 @@ def reference_context(spec: ExportSpec, context: dict | None, n: int) -> dict[st
     if extra:
         raise PixelrtError(f"reference context has {extra}, which the model does not take (it takes "
                            f"{names or 'none'})")
-    generated = example_context(spec, n)
+    generated = example_context(spec.conditioning, n)
     ctx = {k: np.asarray(context[k] if k in context else generated[k]) for k in names}
     return check_conditioning(_Records(spec), ctx, n) if ctx else {}
 

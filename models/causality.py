@@ -15,6 +15,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from pixelrt.models.contract import example_context, torch_context
+
 
 @dataclass
 class CausalityReport:
@@ -81,7 +83,7 @@ def audit_model(model: torch.nn.Module, shape: tuple[int, int, int], seed: int =
         return out.reshape(1, -1, H, W)
 
     # conditional models are audited under one example label / map (conditioning is no pixel: it may not leak)
-    context = model.example_context(1, seed) if hasattr(model, "example_context") else {}
+    context = torch_context(example_context(model, 1, seed))
     was_training = model.training
     model.eval()
     try:

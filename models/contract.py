@@ -179,11 +179,13 @@ def kind_of(model) -> str:
     return getattr(model, "kind", "autoregressive")
 
 
-def example_context(spec: ExportSpec, n: int, seed: int = 1) -> dict[str, np.ndarray]:
-    """Valid random context for ``n`` images (labels below the class count, standard-normal maps)."""
+def example_context(records, n: int, seed: int = 1) -> dict[str, np.ndarray]:
+    """Valid random context for ``n`` images from conditioning ``records`` (or a model or spec that has
+    them): labels below the class count, standard-normal maps."""
+    records = conditioning(records) if not isinstance(records, (tuple, list)) else records
     rng = np.random.default_rng(seed)
     out = {}
-    for c in spec.conditioning:
+    for c in records:
         if c.kind == "class":
             out[c.name] = rng.integers(0, c.classes, n).astype(np.int64)
         else:

@@ -54,7 +54,9 @@ def bundle_for(model, bundle, held, opts: ParityOptions):
     from pixelrt.export import export_bundle
     from pixelrt.runtime.conditioning import data_context
 
-    names = [c.name for c in getattr(model, "conditioning", ()) or ()]  # the step protocol's context records
+    from pixelrt.models.contract import conditioning
+
+    names = [c.name for c in conditioning(model)]  # the step protocol's context records
     context = {k: v[:REFERENCE_IMAGES] for k, v in data_context(names, held).items()}
     with tempfile.TemporaryDirectory(prefix="pixelrt-parity-") as tmp:
         opts.log("exporting a bundle to a temporary folder (pass --bundle to compare an existing one)")

@@ -150,3 +150,14 @@ def test_trt_options_reach_the_backend_environment(monkeypatch, capsys):
         assert os.environ["PIXELRT_TRT_TF32"] == "0" and os.environ["PIXELRT_TRT_PROFILE"] == "jetson-agx-orin"
     assert main(["sample", "missing-bundle", "--runtime", "trt", "--trt-profile", "jetson-nope"]) == 2
     assert "unknown build profile 'jetson-nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("key", ["block_kernel", "input_kernel"])
+def test_train_refuses_a_config_export_would_refuse_before_training(workdir, capsys, key):
+    """`--set block_kernel=1` used to train, then crash in export; now it is refused when it is made."""
+    out = workdir / f"never-{key}"
+    assert main(["train", "--data", str(workdir / "tiny.npz"), "--set", f"{key}=1", "-o", str(out),
+                 "--epochs", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"{key}=1 must be an odd number of at least 3" in err and "Traceback" not in err
+    assert not out.exists()

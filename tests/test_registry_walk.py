@@ -8,7 +8,7 @@ import pixelrt
 from pixelrt.bundle import ImageSpec, load_bundle, sub_bundles
 from pixelrt.data import Dataset
 from pixelrt.export import export_bundle
-from pixelrt.export.validator import BPD_BUDGET, LOGP_BUDGET
+from pixelrt.export.validator import LOGP_BUDGET
 from pixelrt.models import get_model, model_names
 from pixelrt.models.causality import audit_model
 from pixelrt.models.contract import kind_of
@@ -67,5 +67,5 @@ def test_registry_entry_builds_audits_exports_loads_samples_and_passes_parity(na
     report = PARITY[entry.kind](model, bundle, held, ParityOptions(num=6, samples=2, teacher=2, iwae=4,
                                                                     log=lambda s: None))
     assert report.ok, report.table()
-    bpd_rows = [r for r in report.rows if r.unit == "bits/dim" and r.budget is not None]
-    assert bpd_rows and all(r.max <= max(BPD_BUDGET, r.budget) for r in bpd_rows)
+    likelihood = [r for r in report.rows if r.unit in ("bits/dim", "nats") and r.budget is not None]
+    assert likelihood and all(r.ok for r in likelihood)  # PyTorch vs the bundle, in the units of its kind
