@@ -46,18 +46,25 @@ def export_model(model: torch.nn.Module, image, out: str | Path, data=None, *, r
 
 
 def _image(image) -> ImageSpec:
+    """An ImageSpec within the bundle format's bounds (the loader's own parser checks it)."""
+    from pixelrt.bundle.fields import Field
+
     if isinstance(image, ImageSpec):
-        return image
+        image = (image.channels, image.height, image.width, image.levels)
     try:
-        C, H, W, levels = (int(v) for v in image)
+        C, H, W, levels = image
     except (TypeError, ValueError):
         raise PixelrtError(f"image must be an ImageSpec or (channels, height, width, levels), got {image!r}") from None
-    return ImageSpec(C, H, W, levels)
+    doc = {"channels": C, "height": H, "width": W, "levels": levels}
+    return ImageSpec.parse(Field(doc, "image", "export_model's argument", PixelrtError,
+                                 "pass image=(channels, height, width, levels) within those ranges"))
 
 
 def _reference_images(data, image: ImageSpec, n: int, seed: int) -> np.ndarray:
-    if n < 1:
-        raise PixelrtError(f"reference must be at least 1 image, got {n}")
+    from pixelrt.bundle.records import MAX_REFERENCE
+
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_REFERENCE:
+        raise PixelrtError(f"reference must be an integer number of images in 1..{MAX_REFERENCE}, got {n!r}")
     rng = np.random.default_rng(seed)
     if data is None:
         return rng.integers(0, image.levels, (n, *image.shape)).astype(np.uint8)

@@ -147,3 +147,18 @@ def test_parity_runs_on_a_model_outside_the_registry(exported):
     rows = {r.check: r for r in report.rows}
     assert rows["sampled: summed step log p vs full loglik (ORT)"].max <= BPD_BUDGET
     assert rows["step vs full conditionals (ORT)"].max <= LOGP_BUDGET
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(image=(1, -4, 4, 4)), r"image.height must be an integer in 1..4096, got -4"),
+    (dict(image=(1, 4, 4, 300)), r"image.levels must be an integer in 2..256, got 300"),
+    (dict(image=(1, float("nan"), 4, 4)), r"image.height must be an integer in 1..4096, got NaN"),
+    (dict(image="1x4x4"), r"image must be an ImageSpec or \(channels, height, width, levels\)"),
+    (dict(image=(1, 4, 4, 4), reference=10**9), r"reference must be an integer number of images in 1..4096"),
+    (dict(image=(1, 4, 4, 4), data=np.zeros((2, 1, 5, 5), np.uint8)), r"reference images are 1x5x5"),
+])
+def test_export_model_refuses_bad_arguments_with_one_message(kwargs, message, tmp_path):
+    model = CausalSequential(1, 4, [MaskedConv2d(1, 4, 3, "A", 1), MaskedConv2d(4, 4, 1, "B", 1)])
+    with pytest.raises(PixelrtError, match=message):
+        pixelrt.export_model(model, out=tmp_path / "b", log=lambda s: None, **kwargs)
+    assert list(tmp_path.iterdir()) == []
