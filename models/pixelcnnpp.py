@@ -37,7 +37,6 @@ from pixelrt.models.pixelcnnpp_step import SAMPLER, PixelCNNPPStep
 
 class PixelCNNPP(nn.Module):
     family = "pixelcnnpp"
-    step_needs_width = True  # its step modules carry width-dependent constants (see pixelcnnpp_step)
 
     def __init__(self, config: PixelCNNPPConfig):
         super().__init__()
