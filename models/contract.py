@@ -146,14 +146,28 @@ def autoregressive_spec(model: nn.Module, image: ImageSpec) -> ExportSpec:
     check_protocol(model)
     ctx = conditioning(model)
     C, H, W = image.shape
-    step = model.step_module(image).eval()
+    step = _declared(model, "step_module", model.step_module(image), schedule=True)
     trace = getattr(model, "trace_context", contextlib.nullcontext)
     graphs = {"full": Graph(FullGraph(model, [c.name for c in ctx]), full_graph(C, H, W, ctx), levels=image.levels),
               "step": Graph(step, step.graph, trace, image.levels)}
     if step.schedule is not None and step.schedule.row_graph:
-        row = model.row_module(image).eval()
+        if not callable(getattr(model, "row_module", None)):
+            raise PixelrtError(f"{type(model).__name__}'s step schedule names a row graph "
+                               f"{step.schedule.row_graph!r} but the model has no row_module(image); see {DOCS}")
+        row = _declared(model, "row_module", model.row_module(image))
         graphs[step.schedule.row_graph] = Graph(row, row.graph, trace, image.levels)
     return ExportSpec("autoregressive", model, image, graphs, head(model, image), tuple(step.states), step.schedule, ctx)
+
+
+def _declared(model, method: str, module, schedule: bool = False) -> StepModule:
+    """``module`` if it is a StepModule that declares its graph (and, for a step module, its schedule)."""
+    ok = isinstance(module, StepModule) and isinstance(getattr(module, "graph", None), GraphSpec) \
+        and (not schedule or isinstance(module.schedule, StepSchedule))
+    if not ok:
+        need = "graph (a GraphSpec)" + (" and schedule (a StepSchedule)" if schedule else "")
+        raise PixelrtError(f"{type(model).__name__}.{method}(image) returned a {type(module).__name__}, not a "
+                           f"pixelrt.models.contract.StepModule declaring {need}; see {DOCS}")
+    return module.eval()
 
 
 def export_spec(model: nn.Module, image: ImageSpec) -> ExportSpec:

@@ -162,3 +162,19 @@ def test_export_model_refuses_bad_arguments_with_one_message(kwargs, message, tm
     with pytest.raises(PixelrtError, match=message):
         pixelrt.export_model(model, out=tmp_path / "b", log=lambda s: None, **kwargs)
     assert list(tmp_path.iterdir()) == []
+
+
+class UndeclaredStep(CausalSequential):
+    """step_module returns a plain nn.Module that declares nothing."""
+
+    def step_module(self, image):
+        return nn.Identity()
+
+
+def test_a_step_module_that_declares_nothing_is_refused_by_name(tmp_path):
+    model = UndeclaredStep(1, 4, [MaskedConv2d(1, 4, 3, "A", 1), MaskedConv2d(4, 4, 1, "B", 1)])
+    with pytest.raises(PixelrtError, match=r"UndeclaredStep.step_module\(image\) returned a Identity, not a "
+                                           r"pixelrt.models.contract.StepModule declaring graph \(a GraphSpec\) "
+                                           r"and schedule"):
+        pixelrt.export_model(model, (1, 4, 4, 4), tmp_path / "b", log=lambda s: None)
+    assert list(tmp_path.iterdir()) == []
