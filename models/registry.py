@@ -10,6 +10,7 @@ from typing import Any, Callable
 from torch import nn
 
 from pixelrt.errors import PixelrtError
+from pixelrt.models.contract import kind_of
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ def register_model(name: str, config_cls: type, description: str):
     def wrap(build: Callable[[Any], nn.Module]):
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
-        _REGISTRY[name] = ModelEntry(name, config_cls, build, description, getattr(build, "kind", "autoregressive"))
+        _REGISTRY[name] = ModelEntry(name, config_cls, build, description, kind_of(build))
         return build
 
     return wrap
