@@ -66,9 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("export", help="export a checkpoint to a bundle (full + step ONNX graphs, manifest)",
-                       description="Trace the full (likelihood) and step (sampling) graphs, store reference "
-                                   "log-likelihoods of real images, validate ORT against PyTorch at another batch "
-                                   "size, and only then move the bundle into place (atomic).")
+                       description="Every family through one exporter: trace the graphs the model's export spec "
+                                   "lists (full and step graphs, a per-row graph, a composite's parts), store the "
+                                   "reference likelihoods of real images, then validate: every graph ONNX Runtime vs "
+                                   "PyTorch at another batch size, the teacher-forced step loop vs the full graph, "
+                                   "sampled log-probs vs the full log-likelihood, a causality probe. Only a bundle "
+                                   "within every budget is moved into place (atomic). Your own model: "
+                                   "docs/export-your-model.md.")
     p.add_argument("checkpoint", help="checkpoint folder written by `pixelrt train`")
     p.add_argument("-o", "--out", required=True, help="bundle folder to write")
     p.add_argument("--data", default=None, help="data for the reference batch (default: the checkpoint's data set)")
