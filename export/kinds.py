@@ -13,6 +13,7 @@ against another graph of the same bundle:
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -75,7 +76,7 @@ def autoregressive_checks(spec, bundle, x: np.ndarray, context: dict, seed: int 
     n = min(len(x), 2)
     row_name = sched.row_graph
     with OrtBackend(bundle.graph_path("full")) as full, OrtBackend(bundle.graph_path("step")) as step, \
-            (OrtBackend(bundle.graph_path(row_name)) if row_name else _Null()) as row:
+            (OrtBackend(bundle.graph_path(row_name)) if row_name else contextlib.nullcontext()) as row:
         full_out = full.infer({"x": x, **context})
         forced = bundle_loop(step, row, bundle, make_noise(len(x), img, seed, sched), force=x, context=context or None)
         ctx_n = {k: v[:n] for k, v in context.items()}
@@ -94,14 +95,6 @@ def autoregressive_checks(spec, bundle, x: np.ndarray, context: dict, seed: int 
               "sampled_vs_full_max_dbpd"),
         keyed(causal, "causality_max_dlogp"),
     ]
-
-
-class _Null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _causality_probe(full, image, x: np.ndarray, context: dict) -> Row:

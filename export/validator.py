@@ -129,10 +129,6 @@ def check_graphs(spec, bundle, x: np.ndarray, context: dict) -> list[Row]:
     return rows
 
 
-def report(title: str, rows: list[Row]) -> ParityReport:
-    return ParityReport(title, rows)
-
-
 def raise_on_miss(rep: ParityReport, where: str) -> None:
     if not rep.ok:
         misses = "; ".join(f"{r.check} {r.min_value:.2e} vs budget {r.budget:g}" for r in rep.misses)

@@ -104,7 +104,6 @@ class Graph:
     module: nn.Module
     spec: GraphSpec
     trace: Callable[[], Any] = contextlib.nullcontext
-    levels: int = 256  # integer inputs (images, pixels, forced values) are drawn below this in validation
 
 
 @dataclass
@@ -148,14 +147,14 @@ def autoregressive_spec(model: nn.Module, image: ImageSpec) -> ExportSpec:
     C, H, W = image.shape
     step = _declared(model, "step_module", model.step_module(image), schedule=True)
     trace = getattr(model, "trace_context", contextlib.nullcontext)
-    graphs = {"full": Graph(FullGraph(model, [c.name for c in ctx]), full_graph(C, H, W, ctx), levels=image.levels),
-              "step": Graph(step, step.graph, trace, image.levels)}
+    graphs = {"full": Graph(FullGraph(model, [c.name for c in ctx]), full_graph(C, H, W, ctx)),
+              "step": Graph(step, step.graph, trace)}
     if step.schedule is not None and step.schedule.row_graph:
         if not callable(getattr(model, "row_module", None)):
             raise PixelrtError(f"{type(model).__name__}'s step schedule names a row graph "
                                f"{step.schedule.row_graph!r} but the model has no row_module(image); see {DOCS}")
         row = _declared(model, "row_module", model.row_module(image))
-        graphs[step.schedule.row_graph] = Graph(row, row.graph, trace, image.levels)
+        graphs[step.schedule.row_graph] = Graph(row, row.graph, trace)
     return ExportSpec("autoregressive", model, image, graphs, head(model, image), tuple(step.states), step.schedule, ctx)
 
 

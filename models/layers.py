@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pixelrt.bundle.graphs import ring_state
 from pixelrt.models.masks import conv_mask
 
 
@@ -60,8 +61,6 @@ class RowCache:
 def ring_states(caches: list[tuple[RowCache, int]], width: int) -> list:
     """The step protocol's ring-row states of ``caches`` ((geometry, stacked layers) each): state
     ``cache_k`` in, its new column ``new_k`` out."""
-    from pixelrt.bundle.graphs import ring_state
-
     return [ring_state(f"cache_{k}", f"new_{k}", layers, c.rows, c.pad, width, c.channels)
             for k, (c, layers) in enumerate(caches)]
 

@@ -199,7 +199,7 @@ class MultiScale(nn.Module):
                                 lambda x: (coarsen(torch.from_numpy(x)).numpy(), {})),
                  "stage2": Part(autoregressive_spec(self.conditional((H, W)), image),
                                 "stage 2: the image given the bias field", CONTEXT, given_bias)}
-        return ExportSpec(self.kind, self, image, {"cond": Graph(self.cond, cond, levels=image.levels)},
+        return ExportSpec(self.kind, self, image, {"cond": Graph(self.cond, cond)},
                           HeadSpec("categorical", image.levels, "inverse-cdf"), parts=parts, notes={
                               "coarsen": {"factor": 2, "rule": "mean of each 2x2 block rounded half-down: floor((sum + 1) / 4)"},
                               "cond": {"graph": "cond", "input": "coarse", "output": CONTEXT, "runs": "once per image"},

@@ -29,8 +29,8 @@ from torch import nn
 
 from pixelrt.bundle import HeadSpec
 from pixelrt.models import logistic
-from pixelrt.models.pixelcnnpp_layers import (GatedResnet, PixelCNNPPConfig, ShiftedConv2d,  # noqa: F401 - re-exported
-                                              ShiftedDeconv2d, block_counts, concat_elu, down_shift, right_shift)
+from pixelrt.models.pixelcnnpp_layers import (GatedResnet, PixelCNNPPConfig, ShiftedConv2d, ShiftedDeconv2d,
+                                              block_counts, down_shift, right_shift)
 from pixelrt.models.pixelcnnpp_row import PixelCNNPPRow, tracing_for_export
 from pixelrt.models.pixelcnnpp_step import SAMPLER, PixelCNNPPStep
 

@@ -87,8 +87,8 @@ class PixelVAE(nn.Module):
         c = self.config
         features = GraphSpec("features.onnx", (TensorSpec("z", "float32", (BATCH, c.latent)),),
                              (TensorSpec(CONTEXT, "float32", (BATCH, c.hidden, c.height, c.width)),))
-        graphs = {"encoder": Graph(EncoderGraph(self), encoder_graph(image, c.latent), levels=image.levels),
-                  "features": Graph(FeaturesGraph(self), features, levels=image.levels)}
+        graphs = {"encoder": Graph(EncoderGraph(self), encoder_graph(image, c.latent)),
+                  "features": Graph(FeaturesGraph(self), features)}
         part = Part(autoregressive_spec(self.pixelcnn, image), "p(x|z): a Gated PixelCNN given features(z)", CONTEXT,
                     lambda x: (x, {CONTEXT: self.posterior_maps(x)}))
         head = HeadSpec("categorical", image.levels, "inverse-cdf", decoder="autoregressive (Gated PixelCNN given features(z))")

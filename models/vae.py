@@ -151,8 +151,8 @@ class VAE(nn.Module):
         head = (HeadSpec("discretized-logistic", image.levels, "inverse-cdf", components=1) if c.likelihood == "logistic"
                 else HeadSpec("categorical", image.levels, "inverse-cdf"))
         io = vae_graphs(image, c.latent)
-        graphs = {"encoder": Graph(EncoderGraph(self), io["encoder"], levels=image.levels),
-                  "decoder": Graph(DecoderGraph(self), io["decoder"], levels=image.levels)}
+        graphs = {"encoder": Graph(EncoderGraph(self), io["encoder"]),
+                  "decoder": Graph(DecoderGraph(self), io["decoder"])}
         return ExportSpec(self.kind, self, image, graphs, head, latent=LatentSpec(c.latent))
 
     # -- decoder likelihood ------------------------------------------------------------
