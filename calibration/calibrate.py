@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import shutil
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import onnx
 import onnxruntime
 
 import pixelrt
-from pixelrt.atomic import atomic_directory
+from pixelrt.atomic import atomic_directory, check_replaceable, is_bundle, scratch_directory
 from pixelrt.calibration.fp16 import convert_fp16
 from pixelrt.calibration.int8 import METHODS, quantize_int8
 from pixelrt.calibration.measure import BundleMeasure, bpd_budget, measure_bundle, step_vs_full_budget
@@ -104,16 +103,13 @@ def calibrate_bundle(src: str | Path, out: str | Path, precision: str, heldout_x
     bundle = load_bundle(src)
     out = Path(out)
     _check_inputs(bundle, precision, method, calib_x, heldout_x)
-    if out.exists() and not overwrite:
-        raise PixelrtError(f"{out} already exists; choose another -o or pass --force to replace it")
-    if out.resolve() == bundle.root.resolve():
-        raise PixelrtError(f"-o {out} is the source bundle; write the {precision} bundle to another folder")
+    check_replaceable(out, overwrite, protect=[bundle.root], accept=is_bundle, what="bundle")  # before measuring
     heldout_x = check_bundle_images(bundle, heldout_x, "held-out data")
     log(f"measuring the FP32 bundle on {len(heldout_x)} held-out images")
     fp32 = measure_bundle(bundle, heldout_x, teacher=teacher, samples=samples, seed=seed, progress=progress)
     candidates: dict[str, float] = {}
     chosen = None
-    with atomic_directory(out, overwrite=overwrite) as tmp:
+    with atomic_directory(out, overwrite=overwrite, protect=[bundle.root], accept=is_bundle, what="bundle") as tmp:
         _copy_other_files(bundle, tmp)
         if precision == "fp16":
             records = {}
@@ -168,7 +164,7 @@ def _int8(bundle, tmp, calib_x, heldout_x, method, step_images, step_feeds_max, 
     methods = METHODS if method == "auto" else (method,)
     candidates, records = {}, {}
     full_file = bundle.graphs["full"].file
-    with tempfile.TemporaryDirectory(prefix="pixelrt-calib-") as work:
+    with scratch_directory("calib") as work:
         for m in methods:
             log(f"INT8 full graph, {m} calibration on {len(calib_x)} images")
             path = Path(work) / f"{m}.onnx"

@@ -10,11 +10,11 @@ int64 positions), which are never quantized.
 """
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import onnx
 
+from pixelrt.atomic import scratch_directory
 from pixelrt.calibration.graphs import GEMM_OPS, name_nodes, tail_nodes
 
 METHODS = ("minmax", "entropy", "percentile")
@@ -48,7 +48,7 @@ def quantize_int8(model: onnx.ModelProto, reader, method: str, out_path: Path) -
         options["TensorQuantOverrides"] = {name: [{"symmetric": True}] for name in per_tensor}
     if method == "percentile":
         options["CalibPercentile"] = 99.999
-    with tempfile.TemporaryDirectory(prefix="pixelrt-int8-") as tmp:
+    with scratch_directory("int8") as tmp:
         src = Path(tmp) / "fp32.onnx"
         onnx.save(model, src)
         quantize_static(str(src), str(out_path), reader, quant_format=QuantFormat.QDQ,

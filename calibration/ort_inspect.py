@@ -7,12 +7,13 @@ type of each GEMM-like node's weight shows which precision the arithmetic runs i
 """
 from __future__ import annotations
 
-import tempfile
 from collections import Counter
 from pathlib import Path
 
 import onnx
 from onnx import TensorProto
+
+from pixelrt.atomic import scratch_directory
 
 _GEMM_LIKE = ("Conv", "MatMul", "Gemm", "FusedConv", "FusedMatMul", "FusedGemm", "NchwcConv", "QLinearConv",
               "QLinearMatMul", "ConvInteger", "MatMulInteger", "MatMulIntegerToFloat", "DynamicQuantizeMatMul")
@@ -22,7 +23,7 @@ def executed_precision(path: str | Path) -> dict:
     """Counts of GEMM-like nodes in ORT's optimized CPU graph, keyed by op and weight element type."""
     import onnxruntime as ort
 
-    with tempfile.TemporaryDirectory(prefix="pixelrt-ortopt-") as tmp:
+    with scratch_directory("ortopt") as tmp:
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")

@@ -21,7 +21,7 @@ import onnxruntime
 import torch
 
 import pixelrt
-from pixelrt.atomic import atomic_directory
+from pixelrt.atomic import atomic_directory, is_bundle
 from pixelrt.bundle import MANIFEST, Bundle, ImageSpec, Manifest, PartSpec, load_bundle
 from pixelrt.bundle.records import FileRecord
 from pixelrt.bundle.writer import pending, write_manifest
@@ -63,7 +63,8 @@ def export_bundle(model: torch.nn.Module, image: ImageSpec, reference_x: np.ndar
         raise PixelrtError(f"cannot export for {'x'.join(map(str, image.shape))} images: {e}") from None
     x = check_reference_images(image, reference_x)
     ctx = reference_context(spec, context, len(x))
-    with atomic_directory(out, overwrite=overwrite) as tmp:
+    protect = [(source or {}).get("checkpoint")]  # never replace the checkpoint being exported
+    with atomic_directory(out, overwrite=overwrite, protect=protect, accept=is_bundle, what="bundle") as tmp:
         report = write_spec(spec, tmp, x, ctx, source or {}, log)
     return ExportResult(load_bundle(out), report)
 

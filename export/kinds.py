@@ -13,7 +13,6 @@ against another graph of the same bundle:
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -21,8 +20,9 @@ import numpy as np
 import torch
 
 from pixelrt.bundle import ReferenceSpec
-from pixelrt.export.validator import BPD_BUDGET, CAUSAL_BUDGET, LOGP_BUDGET, keyed
+from pixelrt.export.validator import BPD_BUDGET, keyed
 from pixelrt.models.contract import FullGraph, torch_context
+from pixelrt.runtime.bundle_checks import step_checks
 from pixelrt.runtime.parity import Row, diff_row
 
 REFERENCE = "reference.npz"
@@ -69,50 +69,9 @@ def bounds_reference(spec, x: np.ndarray, context: dict, seed: int = 0) -> tuple
 
 # -- checks -----------------------------------------------------------------------------------------
 def autoregressive_checks(spec, bundle, x: np.ndarray, context: dict, seed: int = 0) -> list[Row]:
-    from pixelrt.runtime.ort_backend import OrtBackend
-    from pixelrt.runtime.sampler import bundle_loop, make_noise
-
-    img, sched = bundle.image, bundle.step_schedule
-    n = min(len(x), 2)
-    row_name = sched.row_graph
-    with OrtBackend(bundle.graph_path("full")) as full, OrtBackend(bundle.graph_path("step")) as step, \
-            (OrtBackend(bundle.graph_path(row_name)) if row_name else contextlib.nullcontext()) as row:
-        full_out = full.infer({"x": x, **context})
-        forced = bundle_loop(step, row, bundle, make_noise(len(x), img, seed, sched), force=x, context=context or None)
-        ctx_n = {k: v[:n] for k, v in context.items()}
-        drawn = bundle_loop(step, row, bundle, make_noise(n, img, seed + 1, sched), context=ctx_n or None)
-        scored = full.infer({"x": drawn.images, **ctx_n})
-        causal = _causality_probe(full, img, x[:1], {k: v[:1] for k, v in context.items()})
-    full_ll = full_out["logp"].astype(np.float64).reshape(len(x), -1).sum(1)
-    return [
-        keyed(diff_row("teacher-forced ORT step loop vs ORT full graph: log p per sub-pixel", forced.logp,
-                       full_out["logp"], LOGP_BUDGET, "nats"), "step_vs_full_max_dlogp"),
-        keyed(diff_row("teacher-forced ORT step loop vs ORT full graph: bits/dim per image",
-                       img.bits_per_dim(forced.loglik), img.bits_per_dim(full_ll), BPD_BUDGET, "bits/dim"),
-              "step_vs_full_max_dbpd"),
-        keyed(diff_row("sampled images: summed step log p vs their full-graph log-likelihood",
-                       img.bits_per_dim(drawn.loglik), img.bits_per_dim(scored["loglik"]), BPD_BUDGET, "bits/dim"),
-              "sampled_vs_full_max_dbpd"),
-        keyed(causal, "causality_max_dlogp"),
-    ]
-
-
-def _causality_probe(full, image, x: np.ndarray, context: dict) -> Row:
-    """Change one sub-pixel at a time (every channel of a middle pixel and of the last row's first
-    pixel); the log-probs of all earlier sub-pixels (raster order, channels in order) must not move."""
-    C, H, W = image.shape
-    base = full.infer({"x": x, **context})["logp"][0]
-    order = np.arange(C * H * W).reshape(H, W, C).transpose(2, 0, 1)  # position of each sub-pixel in the order
-    worst = 0.0
-    probes = [(c, H // 2, W // 2) for c in range(C)] + [(c, H - 1, 0) for c in range(C)]
-    for c, i, j in probes:
-        moved = x.copy()
-        moved[0, c, i, j] = (int(moved[0, c, i, j]) + 1 + image.levels // 2) % image.levels
-        logp = full.infer({"x": moved, **context})["logp"][0]
-        earlier = order < order[c, i, j]
-        worst = max(worst, float(np.abs(logp - base)[earlier].max(initial=0.0)))
-    return Row("causality probe (ORT full graph): earlier log p moved by a later sub-pixel", worst, worst, worst,
-               CAUSAL_BUDGET, "nats", note=f"{len(probes)} probes")
+    """The runtime's own bundle checks (runtime/bundle_checks.py), on ONNX Runtime: what `pixelrt verify`
+    runs on the device, run here before the bundle is moved into place."""
+    return step_checks(bundle, x, context, "ort", seed)
 
 
 def vae_checks(spec, bundle, x: np.ndarray, context: dict, seed: int = 0) -> list[Row]:

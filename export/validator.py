@@ -18,9 +18,7 @@ from pixelrt.bundle import BATCH, GraphSpec, ImageSpec
 from pixelrt.errors import ParityError
 from pixelrt.runtime.parity import ParityReport, Row, agreement_row, diff_row
 
-BPD_BUDGET = 1e-5     # |delta bits/dim| per image
-LOGP_BUDGET = 1e-4    # |delta log p| per sub-pixel, nats; other float outputs relative to max(1, |value|)
-CAUSAL_BUDGET = 1e-6  # |delta log p| of an earlier sub-pixel when a later one changes (exactly 0 when causal)
+from pixelrt.runtime.bundle_checks import BPD_BUDGET, LOGP_BUDGET  # the FP32 budgets, one definition
 
 
 def keyed(row: Row, key: str) -> Row:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from pixelrt.argtypes import float_range, int_range, seed
 from pixelrt.errors import PixelrtError
 
 
@@ -13,10 +14,10 @@ def _add_data_args(p: argparse.ArgumentParser, default: str | None = "digits") -
 
     p.add_argument("--data", default=default,
                    help=f"data set: {SPEC_HELP} (default: {default or 'the one recorded at training time'})")
-    p.add_argument("--levels", type=int, default=None, help="levels per sub-pixel if the data does not say (2..256)")
-    p.add_argument("--test-fraction", type=float, default=None,
+    p.add_argument("--levels", type=int_range(2, 256), default=None, help="levels per sub-pixel if the data does not say (2..256)")
+    p.add_argument("--test-fraction", type=float_range(0.0, 0.95, low_open=True), default=None,
                    help="held-out share of the data (default: as recorded at training time, else 0.2)")
-    p.add_argument("--split-seed", type=int, default=None,
+    p.add_argument("--split-seed", type=seed, default=None,
                    help="seed of the deterministic train/test split (default: as recorded, else 0)")
 
 
@@ -113,3 +114,25 @@ def _model_context(model, ds, n: int) -> dict:
     from pixelrt.runtime.conditioning import data_context
 
     return {"context": {k: v[:n] for k, v in data_context(names, ds).items()}}
+
+
+def check_pair(checkpoint, meta: dict, bundle) -> None:
+    """Refuse a bundle that was not exported from this checkpoint (family, config, image, weights) before
+    comparing them: a mismatch is a user error (exit 2), not a parity miss (exit 1)."""
+    problems = []
+    if bundle.family != meta.get("family"):
+        problems.append(f"family {bundle.family!r} vs {meta.get('family')!r}")
+    elif dict(bundle.manifest.config) != dict(meta.get("config") or {}):
+        diff = sorted(k for k in set(bundle.manifest.config) | set(meta.get("config") or {})
+                      if bundle.manifest.config.get(k) != (meta.get("config") or {}).get(k))
+        problems.append(f"config differs in {', '.join(diff)}")
+    image = meta.get("image") or {}
+    if bundle.image.to_json() != {k: image.get(k) for k in bundle.image.to_json()}:
+        problems.append(f"image {bundle.image.to_json()} vs {image}")
+    source = bundle.manifest.source if isinstance(bundle.manifest.source, dict) else {}
+    want = (meta.get("weights") or {}).get("sha256")
+    if not problems and source.get("weights_sha256") not in (None, want):
+        problems.append("exported from other weights (the weights' sha256 differs)")
+    if problems:
+        raise PixelrtError(f"--bundle {bundle.root} was not exported from {checkpoint}: {'; '.join(problems)}; pass the "
+                           f"bundle exported from this checkpoint (`pixelrt export {checkpoint} -o BUNDLE`)")

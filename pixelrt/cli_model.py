@@ -3,12 +3,14 @@ table), calibrate, bench and demo. Torch-side modules are imported inside each c
 module's top level stays torch-free (tests/runtime/test_no_torch.py lists which commands may)."""
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
-from pixelrt.cli_common import _condition_overrides, _model_context, _parse_overrides, _split_data
+from pixelrt import console
+from pixelrt.atomic import check_replaceable, is_bundle, is_checkpoint
+from pixelrt.cli_common import _condition_overrides, _model_context, _parse_overrides, _split_data, check_pair
 from pixelrt.errors import ParityError, PixelrtError
+from pixelrt.outputs import check_outputs
 
 
 def cmd_train(args) -> int:
@@ -28,8 +30,9 @@ def cmd_train(args) -> int:
         raise PixelrtError(f"--set channels/levels/height/width disagree with the data ({C}x{H}x{W}, "
                            f"{ds.levels} levels); leave them to the data")
     out = Path(args.out)
-    if out.exists() and not args.force:
-        raise PixelrtError(f"{out} already exists; choose another -o or pass --force to replace it")
+    check_replaceable(out, args.force, protect=[args.data if Path(str(args.data)).exists() else None],
+                      accept=is_checkpoint, what="checkpoint")  # now, not after the first epoch
+    check_outputs([args.json], protect=[out])
     try:
         model = entry.build(config)
     except ValueError as e:
@@ -48,9 +51,16 @@ def cmd_train(args) -> int:
     params = sum(p.numel() for p in model.parameters())
     print(f"training {args.model} ({params / 1e6:.2f} M parameters) on {ds.name}: {len(tr)} train / {len(te)} "
           f"held-out images of {C}x{H}x{W}, {ds.levels} levels")
-    result = train(model, tr, te, cfg, out, checkpoint_meta(tr, te, record), progress=not args.no_progress)
+    result = train(model, tr, te, cfg, out, checkpoint_meta(tr, te, record), progress=console.progress(args))
+    if result.best_epoch < 1:
+        raise PixelrtError(f"training stopped before the first epoch ended (--minutes {args.minutes}); no checkpoint "
+                           "was written: give it more time")
     print(f"best held-out {result.best_bits_per_dim:.4f} {getattr(model, 'metric', 'bits/dim')} at epoch {result.best_epoch} "
           f"({result.seconds:.0f} s); checkpoint: {out}")
+    console.emit_json(args.json, {"command": "train", "model": args.model, "checkpoint": str(out),
+                                  "best_epoch": result.best_epoch, "best_held_out": result.best_bits_per_dim,
+                                  "metric": getattr(model, "metric", "bits/dim"), "seconds": result.seconds,
+                                  "history": result.history})
     return 0
 
 
@@ -60,12 +70,14 @@ def cmd_export(args) -> int:
     from pixelrt.export import export_bundle
     from pixelrt.models.checkpoint import load_checkpoint
 
+    check_replaceable(args.out, args.force, protect=[args.checkpoint], accept=is_bundle, what="bundle")
     model, meta = load_checkpoint(args.checkpoint)
     image = ImageSpec(**meta["image"])
     _, _, test, record = _split_data(args, meta.get("data"))
     t0 = time.perf_counter()
     result = export_bundle(model, image, test.x[: args.reference], args.out, overwrite=args.force,
-                           source={"checkpoint": str(args.checkpoint), "data": record},
+                           source={"checkpoint": str(args.checkpoint), "data": record,
+                                   "weights_sha256": meta["weights"]["sha256"]},
                            **_model_context(model, test, args.reference))
     files = sorted(result.bundle.manifest.files)
     print(f"{result.bundle.kind} bundle written to {args.out} in {time.perf_counter() - t0:.1f} s: "
@@ -83,12 +95,15 @@ def cmd_parity(args) -> int:
     from pixelrt.parity.options import ParityOptions
     from pixelrt.parity.table import PARITY, kind_of, lookup
 
+    check_outputs([args.json], protect=[args.checkpoint, *(args.bundle or [])])
     model, meta = load_checkpoint(args.checkpoint)
     if args.receptive_field is not None:
         return _receptive_field(args, model, meta)
     _, _, test, record = _split_data(args, meta.get("data"))
     opts = ParityOptions.from_args(args, meta, record)
     bundles = [load_bundle(b) for b in args.bundle or []]
+    for b in bundles:
+        check_pair(args.checkpoint, meta, b)
     if len(bundles) > 1 or any(b.precision != "fp32" for b in bundles):
         return _precision_parity(args, model, test, opts, bundles)  # reduced precision: the precision table
     parity = lookup(PARITY, kind_of(model), "pixelrt parity")
@@ -98,8 +113,7 @@ def cmd_parity(args) -> int:
 def _report(report, json_path) -> int:
     """Print a parity report (and write it as JSON); a miss beyond budget raises ParityError (exit 1)."""
     print(report.table())
-    if json_path:
-        Path(json_path).write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+    console.emit_json(json_path, report.as_dict())
     report.raise_on_miss()
     return 0
 
@@ -119,8 +133,7 @@ def _receptive_field(args, model, meta) -> int:
             raise PixelrtError(f"--receptive-field {h}x{w}: use 2..16 per side (the Jacobian has (HW)^2 entries)")
     reports = lookup(FIELDS, kind_of(model), "pixelrt parity --receptive-field")(model, meta, size, args.seed)
     print(format_fields(reports))
-    if args.json:
-        Path(args.json).write_text(json.dumps([r.as_dict() for r in reports], indent=2) + "\n")
+    console.emit_json(args.json, [r.as_dict() for r in reports])
     bad = [r for r in reports if r.audit.violations]
     if bad:
         raise ParityError(f"causality violated: {', '.join(r.name for r in bad)} read later sub-pixels")
@@ -131,16 +144,15 @@ def cmd_calibrate(args) -> int:
     from pixelrt.calibration.calibrate import calibrate_bundle
     from pixelrt.bundle import load_bundle
 
+    check_outputs([args.json], protect=[args.bundle])
     bundle = load_bundle(args.bundle)
-    for flag in ("calib_images", "step_images", "heldout"):
-        if getattr(args, flag) < 1:
-            raise PixelrtError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
+    check_replaceable(args.out, args.force, protect=[bundle.root], accept=is_bundle, what="bundle")
     _, train, test, record = _split_data(args, bundle.manifest.data_record())
     t0 = time.perf_counter()
     res = calibrate_bundle(bundle.root, args.out, args.precision, test.x[: args.heldout],
                            calib_x=train.x[: args.calib_images], data_name=f"{record['spec']}",
                            method=args.method, overwrite=args.force, step_images=args.step_images,
-                           step_feeds_max=args.step_feeds, progress=not args.no_progress)
+                           step_feeds_max=args.step_feeds, progress=console.progress(args))
     m = res.bundle.manifest.calibration["measured"]  # this run's own record, just written
     for method, bpd in res.candidates.items():
         print(f"  {method:10s} held-out {bpd:.5f} bits/dim ({(bpd - res.fp32_bpd) / res.fp32_bpd:+.2%})"
@@ -151,6 +163,8 @@ def cmd_calibrate(args) -> int:
           f"{m['relative_increase']:+.3%}; budget {m['budget_bits_per_dim']:.1e} -> "
           f"{'within' if m['within_budget'] else 'MISSED'}); step vs full max {m['step_vs_full_max_bits_per_dim']:.1e} "
           f"bits/dim; samples identical to fp32 {m['sample_agreement_with_fp32']:.1%}")
+    console.emit_json(args.json, {"command": "calibrate", "bundle": str(args.out), "precision": args.precision,
+                                  "method": res.method, "candidates": res.candidates, "measured": m})
     return 0
 
 

@@ -10,6 +10,7 @@ import argparse
 import importlib.metadata
 import importlib.util
 
+from pixelrt.argtypes import int_range
 from pixelrt.errors import PixelrtError
 
 TARGETS = ("tensorrt",)
@@ -62,12 +63,12 @@ def add_commands(sub) -> None:
     p.add_argument("bundle")
     p.add_argument("--profile", choices=list(PROFILES), default="server",
                    help="; ".join(f"{k}: {v.note}" for k, v in PROFILES.items()) + " (default: %(default)s)")
-    p.add_argument("--dla-core", type=int, default=None, metavar="N",
+    p.add_argument("--dla-core", type=int_range(0, 1), default=None, metavar="N",
                    help="DLA core for the full graph, with GPU fallback (jetson-agx-orin: 0 or 1; default: the "
                         "profile's)")
     p.add_argument("--no-dla", action="store_true", help="build every graph for the GPU only")
-    p.add_argument("--max-batch", type=int, default=None, help="largest batch the engines accept (default: the profile's)")
-    p.add_argument("--workspace-mib", type=int, default=None, help="builder workspace pool (default: the profile's)")
+    p.add_argument("--max-batch", type=int_range(1, 65536), default=None, help="largest batch the engines accept (default: the profile's)")
+    p.add_argument("--workspace-mib", type=int_range(16, 1 << 20), default=None, help="builder workspace pool (default: the profile's)")
     p.add_argument("--no-tf32", action="store_true", help="disable TF32 in FP32 layers (parity runs)")
     p.add_argument("--graphs", default=None,
                    help="comma-separated bundle graphs to build (default: every graph of the bundle: full, step and "

@@ -64,6 +64,9 @@ def check_conditioning(bundle, context: dict | None, n: int) -> dict[str, np.nda
     return out
 
 
+MAX_LABEL = 1_000_000  # far above any class count; keeps int64 and the block list small
+
+
 def parse_labels(text: str, n: int) -> np.ndarray:
     """`--label` text -> (n,) int64: one label ("3") for every image, or a list ("0,1,2" or "0-9") split
     into equal consecutive blocks (n must be a multiple of its length), one block per label."""
@@ -71,6 +74,10 @@ def parse_labels(text: str, n: int) -> np.ndarray:
     for part in text.split(","):
         part = part.strip()
         m = re.fullmatch(r"(\d+)-(\d+)", part)
+        too_big = [v for v in re.findall(r"\d+", part) if int(v) > MAX_LABEL]
+        if too_big:
+            raise PixelrtError(f"--label {too_big[0]} is not a class index (at most {MAX_LABEL}); `pixelrt info "
+                               "BUNDLE` shows the bundle's classes")
         if m and int(m.group(1)) <= int(m.group(2)):
             labels.extend(range(int(m.group(1)), int(m.group(2)) + 1))
         elif re.fullmatch(r"\d+", part):

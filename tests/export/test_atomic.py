@@ -24,6 +24,13 @@ def _hidden(parent: Path, name: str) -> list[str]:
     return sorted(p.name for p in parent.iterdir() if p.name.startswith(f".{name}."))
 
 
+def _pixelrt_folder(target: Path, name: str = "old.txt", text: str = "old") -> None:
+    """A folder pixelrt recognises as its own output (a checkpoint marker), the only kind --force replaces."""
+    target.mkdir(parents=True)
+    (target / "checkpoint.json").write_text('{"format": "pixelrt-checkpoint"}')
+    (target / name).write_text(text)
+
+
 def _export_args(grey_bundle):
     model, bundle = grey_bundle
     return model, bundle.image, bundle.reference()["x"]
@@ -49,7 +56,7 @@ def test_export_refuses_existing_file(grey_bundle, tmp_path):
     model, image, x = _export_args(grey_bundle)
     with pytest.raises(PixelrtError, match=r"already exists"):
         export_bundle(model, image, x, target, log=lambda s: None)
-    with pytest.raises(PixelrtError, match=r"exists and is a file; choose a directory path"):
+    with pytest.raises(PixelrtError, match=r"already exists and is not a folder; choose another path"):
         export_bundle(model, image, x, target, overwrite=True, log=lambda s: None)
     assert target.read_text() == "precious"
     assert _hidden(tmp_path, "b") == []
@@ -115,8 +122,7 @@ def test_atomic_directory_success_renames(tmp_path):
 
 def test_atomic_directory_overwrite_replaces(tmp_path):
     target = tmp_path / "t"
-    target.mkdir()
-    (target / "old.txt").write_text("old")
+    _pixelrt_folder(target)
     with atomic_directory(target, overwrite=True) as tmp:
         (tmp / "new.txt").write_text("new")
         assert (target / "old.txt").read_text() == "old"  # old version intact while writing
@@ -136,13 +142,12 @@ def test_atomic_directory_exception_cleans_up(tmp_path):
 
 def test_atomic_directory_exception_keeps_old(tmp_path):
     target = tmp_path / "t"
-    target.mkdir()
-    (target / "old.txt").write_text("old")
+    _pixelrt_folder(target)
     with pytest.raises(KeyboardInterrupt):
         with atomic_directory(target, overwrite=True) as tmp:
             (tmp / "old.txt").write_text("half-written")
             raise KeyboardInterrupt
-    assert sorted(p.name for p in target.iterdir()) == ["old.txt"]
+    assert sorted(p.name for p in target.iterdir()) == ["checkpoint.json", "old.txt"]
     assert (target / "old.txt").read_text() == "old"
     assert _hidden(tmp_path, "t") == []
 
@@ -158,10 +163,12 @@ def test_atomic_directory_refuses_existing(tmp_path):
     assert _hidden(tmp_path, "t") == []
 
 
-def test_atomic_directory_failed_swap_restores_old(tmp_path, monkeypatch):
+@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2-exchange", "two-renames"])
+def test_atomic_directory_failed_swap_restores_old(tmp_path, monkeypatch, exchange):
+    import pixelrt.atomic as atomic
+
     target = tmp_path / "t"
-    target.mkdir()
-    (target / "old.txt").write_text("old")
+    _pixelrt_folder(target)
     real_rename = os.rename
 
     def rename(src, dst):
@@ -169,7 +176,11 @@ def test_atomic_directory_failed_swap_restores_old(tmp_path, monkeypatch):
             raise OSError(28, "No space left on device (injected)")
         return real_rename(src, dst)
 
+    def failing_exchange(a, b):
+        raise OSError(28, "No space left on device (injected)")
+
     monkeypatch.setattr(os, "rename", rename)
+    monkeypatch.setattr(atomic, "_exchange", failing_exchange if exchange else (lambda a, b: False))
     with pytest.raises(OSError, match="injected"):
         with atomic_directory(target, overwrite=True) as tmp:
             (tmp / "new.txt").write_text("new")
