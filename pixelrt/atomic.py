@@ -154,8 +154,8 @@ def atomic_directory(target: str | os.PathLike, overwrite: bool = False, protect
     check_replaceable(target, overwrite, protect, accept, what)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
     try:
+        tmp.mkdir()  # inside the try: a signal right after it still removes the folder
         yield tmp
         if os.path.lexists(target):
             check_replaceable(target, True, (), accept, what)  # it may have changed while we worked
@@ -187,7 +187,7 @@ def check_file_target(path: str | os.PathLike, protect: Iterable = ()) -> Path:
     """An output file path that may be written: absent or a regular file, not an input, parent creatable."""
     path = Path(path)
     for p in protect:
-        if p is not None and _same_or_inside(path, Path(p)):
+        if p is not None and (path.resolve() == Path(p).resolve() or Path(p).resolve() in path.resolve().parents):
             raise PixelrtError(f"{path} is or lies inside the command's input {p}; write it somewhere else")
     if os.path.isdir(path):
         raise PixelrtError(f"{path} is a folder; give a file path, e.g. {path / 'out'}")

@@ -12,7 +12,7 @@ names the file, the problem and the fix.
 from __future__ import annotations
 
 import gzip
-import importlib.util
+import io
 import re
 import zipfile
 import zlib
@@ -26,11 +26,11 @@ from pixelrt.errors import DataError, PixelrtError
 
 DATASETS: dict[str, str] = {
     "digits": "scikit-learn's bundled 8x8 handwritten digits: 1797 grey images, "
-              "17 levels (0..16), with labels; no download (needs scikit-learn)",
+              "17 levels (0..16), with labels; shipped with pixelrt (CC BY 4.0), no download",
 }
 
 SPEC_HELP = (
-    "'digits' (built in; needs scikit-learn), an .npz file with an array 'x' shaped "
+    "'digits' (built in), an .npz file with an array 'x' shaped "
     "(N,C,H,W), (N,H,W,C) or (N,H,W) and optional 'y' (or 'labels') and 'levels', an MNIST "
     "'*-idx3-ubyte[.gz]' file, a CIFAR-10 '*.bin' batch or a directory of "
     "data_batch_*.bin files, or a directory of .png/.jpg/.jpeg images (or of class "
@@ -141,23 +141,22 @@ def _finish(x: np.ndarray, native: int | None, levels: int | None, name: str,
     return Dataset(x=x, levels=chosen, name=name, labels=labels)
 
 
+DIGITS = Path(__file__).with_name("assets") / "digits.npz"  # licence: assets/DIGITS_LICENSE.txt (CC BY 4.0)
+DIGITS_SHA256 = "7ff739dceba19ffed6d2b424e87958786bae9750cdf31ee8e16c1e0512d00c57"
+
+
 def _load_digits(levels: int | None) -> Dataset:
-    """Read the CSV sklearn ships directly: importing sklearn pulls scipy (slow)."""
-    spec = importlib.util.find_spec("sklearn")
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError('digits: scikit-learn is not installed; pip install "pixelrt[data]" '
-                        "(or pip install scikit-learn)")
-    csv = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / "digits.csv.gz"
-    if csv.is_file():
-        table = np.loadtxt(csv, delimiter=",", dtype=np.int64, ndmin=2)
-        if table.shape[1] != 65:
-            raise DataError(f"digits: {csv} has {table.shape[1]} columns, expected 65; "
-                            "reinstall scikit-learn")
-        images, target = table[:, :64].reshape(-1, 1, 8, 8), table[:, 64]
-    else:
-        from sklearn.datasets import load_digits
-        bunch = load_digits()
-        images, target = bunch.images.reshape(-1, 1, 8, 8), bunch.target
+    """The 1,797 digits scikit-learn ships, stored with pixelrt (no scikit-learn needed, no download)."""
+    import hashlib
+
+    try:
+        data = DIGITS.read_bytes()
+    except OSError as e:
+        raise DataError(f"digits: cannot read {DIGITS} ({e.strerror}); reinstall pixelrt") from None
+    if hashlib.sha256(data).hexdigest() != DIGITS_SHA256:
+        raise DataError(f"digits: {DIGITS} does not match its checksum (a damaged install); reinstall pixelrt")
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
+        images, target = z["x"], z["y"]
     return _finish(images, 17, levels, "digits", target)
 
 

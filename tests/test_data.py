@@ -308,8 +308,29 @@ def test_batches_deterministic():
         next(batches(x.astype(np.float32), 2, shuffle=False, seed=0))
 
 
-def test_digits_without_sklearn(monkeypatch):
-    import importlib.util
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
-    with pytest.raises(DataError, match=r'digits: scikit-learn is not installed; pip install "pixelrt\[data\]"'):
+def test_digits_without_sklearn_equals_sklearns_copy(monkeypatch):
+    """The shipped digits need no scikit-learn (a runtime-only install) and are exactly the ones it ships."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "sklearn", None)  # `import sklearn` now fails
+    ds = load_dataset("digits")
+    monkeypatch.undo()
+    assert ds.x.shape == (1797, 1, 8, 8) and ds.levels == 17 and ds.labels.shape == (1797,)
+    from sklearn.datasets import load_digits
+
+    ref = load_digits()
+    assert np.array_equal(ds.x.reshape(-1, 64), ref.data.astype(np.uint8))
+    assert np.array_equal(ds.labels, ref.target)
+
+
+def test_damaged_digits_asset_is_refused(tmp_path, monkeypatch):
+    import pixelrt.data as data
+
+    bad = tmp_path / "digits.npz"
+    bad.write_bytes(data.DIGITS.read_bytes()[:-10])
+    monkeypatch.setattr(data, "DIGITS", bad)
+    with pytest.raises(DataError, match="does not match its checksum .*reinstall pixelrt"):
+        load_dataset("digits")
+    monkeypatch.setattr(data, "DIGITS", tmp_path / "missing.npz")
+    with pytest.raises(DataError, match="cannot read .*reinstall pixelrt"):
         load_dataset("digits")
