@@ -28,7 +28,7 @@ REFERENCE_IMAGES = 8
 
 def export_model(model: torch.nn.Module, image, out: str | Path, data=None, *, reference: int = REFERENCE_IMAGES,
                  context: dict | None = None, overwrite: bool = False, seed: int = 0, source: dict | None = None,
-                 log=print) -> ExportResult:
+                 adapter=None, log=print) -> ExportResult:
     """Export ``model`` to the bundle folder ``out`` and validate it; returns ``ExportResult(bundle, report)``.
 
     image: an ImageSpec or (channels, height, width, levels).
@@ -37,12 +37,29 @@ def export_model(model: torch.nn.Module, image, out: str | Path, data=None, *, r
       are drawn, seeded, from its held-out split. Without data, random images of the right shape are used
       (fine for a smoke test; real images make the stored reference meaningful).
     context: the reference images' conditioning inputs for a conditional model (e.g. {"label": (N,)}).
+    adapter: for a plain PyTorch module (no step protocol): a ``pixelrt.Adapter`` (or its JSON dict) saying how
+      pixels become its input and how its output reads as logits; the step path is then derived from the
+      module itself (``pixelrt.models.derive``, docs/convert.md) and audited before export.
     """
-    check_protocol(model)
     image = _image(image)
+    if adapter is not None:
+        model = _derived(model, adapter, image)
+        source = source or {"api": "pixelrt.export_model", "derived_from": model.source}
+    check_protocol(model)
     x = _reference_images(data, image, reference, seed)
     return export_bundle(model, image, x, out, source=source or {"api": "pixelrt.export_model"},
                          overwrite=overwrite, log=log, context=context)
+
+
+def _derived(module: torch.nn.Module, adapter, image: ImageSpec):
+    """``module`` with its step protocol derived for ``image`` (models/derive); the adapter must match it."""
+    from pixelrt.models.derive import Adapter, derive
+
+    adapter = adapter if isinstance(adapter, Adapter) else Adapter.from_json(dict(adapter))
+    if (adapter.channels, adapter.levels) != (image.channels, image.levels):
+        raise PixelrtError(f"the adapter is for {adapter.channels} channels and {adapter.levels} levels but image is "
+                           f"{image.channels} channels with {image.levels} levels; make them agree")
+    return derive(module, adapter, image.height, image.width)
 
 
 def _image(image) -> ImageSpec:
