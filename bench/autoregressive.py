@@ -34,15 +34,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from pixelrt.bench.common import (_best_of, _load, export_temporary, measure_peak_gflops, random_images, set_threads,
-                                  write_records)
+from pixelrt.bench.common import _best_of, _load, export_temporary, random_images, set_threads, write_records
 from pixelrt.bench.flops import flops_per_pixel
 from pixelrt.bench.specs import PP32, STEP_LOOP, BenchSpec, bench_spec
+from pixelrt.bench.step_report import format_report
+from pixelrt.bench.step_speed import peak_gflops, state_bytes_per_image, step_speed_report
 from pixelrt.bundle import ImageSpec
 from pixelrt.errors import PixelrtError
 
-TARGET_SPEEDUP = 25.0        # ORT cached vs naive, batch 1 (from the issue)
-TARGET_PEAK_FRACTION = 0.15  # ORT cached at batch 64, share of the measured matmul peak
 PUBLISHED_SPEEDUP = {1: 2.0, 4: 6.0, 16: 18.0, 64: 61.0}  # Fast PixelCNN++, GPU, vs naive
 
 
@@ -118,11 +117,13 @@ def run_bench(batches: list[int], json_path: str | os.PathLike | None = None, na
     step_fpp, dense_fpp = flops_per_pixel(spec.family, net.config)
     naive_fpp = None if dense_fpp is None else dense_fpp * image.height * image.width * image.channels
     cached_rows, naive_rows = min(rows or H, H), min(naive_rows, H)
-    peak = None
-    if step_fpp is not None:
-        log("measuring the matmul peak (float32 1024^3 numpy, best of 10)")
-        peak = measure_peak_gflops()
+    peak = peaks = None
+    if step_fpp is not None:  # at ORT's thread count (like with like), and at 1 and 2 threads for the record
+        log(f"measuring the matmul peak (float32 1024^3 numpy, best of 10) at {threads or 'default'}, 1 and 2 threads")
+        peak = peak_gflops(threads)
+        peaks = {t: round(peak_gflops(t), 2) for t in (1, 2)}
     common = {"model": spec.name, "peak_gflops": None if peak is None else round(peak, 2),
+              "peak_gflops_by_threads": peaks,
               "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "torch": torch.__version__, "onnxruntime": ort.__version__, "numpy": np.__version__,
               "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "ort_threads": threads or 0,
@@ -133,15 +134,24 @@ def run_bench(batches: list[int], json_path: str | os.PathLike | None = None, na
         gflops = None if fpp is None else fpp * image.height * image.width / seconds / 1e9
         records.append({**common, "runtime": runtime, "method": method, "batch": batch, "precision": precision,
                         "ms_per_image": seconds * 1e3, "flops_per_pixel": fpp,
+                        "us_per_step": None if method == "naive" else seconds * batch / steps * 1e6,
                         "peak_fraction": None if gflops is None else gflops / peak,
                         "gflops": gflops, "dense_flops_per_pixel": dense_fpp, "step_flops_per_pixel": step_fpp,
                         "rows_timed": timed_rows, "height": H, "load_avg_1m": round(_load(), 2),
                         "extrapolated_from_rows": timed_rows if timed_rows < H else None})
+        return records[-1]
 
     with tempfile.TemporaryDirectory(prefix="pixelrt-bench-") as tmp, ExitStack() as stack:
         log(f"exporting {spec.name} to a temporary bundle")
         x_ref = random_images(image, 4)
         bundle = export_temporary(net, image, x_ref, Path(tmp), spec.name)
+        steps = image.height * image.width * bundle.step_schedule.substeps_per_pixel  # step calls per image
+        graphs = {g: bundle.graph_path(g) for g in ("step", bundle.step_schedule.row_graph) if g}
+        speed = step_speed_report(graphs, threads, log)
+        common.update(step_nodes=speed["graphs"]["step"]["exported"],
+                      step_nodes_optimized=speed["graphs"]["step"]["optimized"], floor_us=speed["floor_us"],
+                      floor_1_node_us=speed["floor_1_node_us"], graph_nodes=speed["graphs"],
+                      state_bytes_per_image=state_bytes_per_image(bundle.state))
         torch_runner = TorchStepRunner(net, image=image)
         reduced = _reduced_bundles(bundle, [p for p in precisions if p != "fp32"], x_ref, Path(tmp), log)
         sched = bundle.step_schedule
@@ -165,9 +175,34 @@ def run_bench(batches: list[int], json_path: str | os.PathLike | None = None, na
                     with OrtBackend(rb.graph_path("step"), threads=threads or 0) as runner:
                         sec = time_cached(runner, image, rb.state, b, cached_rows, seed=spec.seed)
                     record(f"ort-{precision}", "cached", b, sec, step_fpp, cached_rows, precision)
+        if spec.wavefront and 1 in batches:  # several pixels of one image per call (not in bundles yet)
+            _wavefront_record(net, image, bundle, threads, Path(tmp), spec.seed, log, record, step_fpp)
+        if spec.scaling:  # cost vs image size: the same layer stack at growing sizes
+            from pixelrt.bench.scaling import run_scaling
+
+            records += run_scaling(spec, spec.scaling, batches, threads, Path(tmp), log, time_cached,
+                                   bundles={H: bundle} if H == image.width else None)
     log(format_report(records, peak))
     write_records(json_path, records, log)
     return records
+
+
+def _wavefront_record(net, image, bundle, threads, tmp: Path, seed: int, log, record, step_fpp) -> None:
+    """Time the wavefront prototype at batch 1 and check it samples the bundle loop's image for the seed."""
+    from pixelrt.bench.wavefront import time_wavefront
+    from pixelrt.runtime.ort_backend import OrtBackend
+    from pixelrt.runtime.sampler import step_loop
+
+    log("[batch 1] wavefront ort (prototype: several pixels of one image per call) ...")
+    w = time_wavefront(net, image, threads, tmp, seed=seed)
+    with OrtBackend(bundle.graph_path("step"), threads=threads or 0) as runner:
+        ref = step_loop(runner, image, bundle.state, w["noise"], batch_size=1)
+    rec = record("ort", "wavefront", 1, w["ms_per_image"] / 1e3, step_fpp, image.height)
+    rec.update(us_per_step=w["ms_per_image"] * 1e3 / w["calls"], calls_per_image=w["calls"], lag=w["lag"],
+               same_images_as_cached=bool((ref.images == w["images"]).all()),
+               max_abs_logp_vs_cached=float(abs(ref.logp - w["logp"]).max()))
+    log(f"  wavefront: {w['calls']} calls per image (lag {w['lag']}); same image as the bundle loop: "
+        f"{rec['same_images_as_cached']}, max |delta log p| {rec['max_abs_logp_vs_cached']:.1e}")
 
 
 def run_rnn_bench(model: str, batches: list[int], naive_rows: int = 1, rows: int | None = None,
@@ -175,59 +210,6 @@ def run_rnn_bench(model: str, batches: list[int], naive_rows: int = 1, rows: int
     """The step-loop bench of a PixelRNN row (``rowlstm``, ``diagbilstm``; any step-loop row) or of ``spec``."""
     spec = spec or bench_spec(model, STEP_LOOP, "PixelRNN bench model")
     return run_bench(batches, naive_rows=naive_rows, rows=rows, spec=spec, threads=threads, log=log)
-
-
-def _num(v, fmt: str, width: int) -> str:
-    return f"{'-':>{width}s}" if v is None else format(v, fmt)
-
-
-def format_report(records: list[dict], peak: float | None) -> str:
-    """The table, and where FLOPs are counted: the measured peak and the issue's two targets with measured values."""
-    naive = {r["batch"]: r["ms_per_image"] for r in records if r["method"] == "naive"}
-    mw = max(8, *(len(r["model"]) for r in records))
-    head = f"{'model':{mw}s} {'runtime':8s} {'method':7s} {'batch':>5s} {'ms/image':>11s} {'vs naive':>9s} " \
-           f"{'GFLOP/s':>8s} {'of peak':>8s}"
-    lines, notes = [head, "-" * len(head)], set()
-    for r in records:
-        mark = "*" if r["extrapolated_from_rows"] else " "
-        if r["extrapolated_from_rows"]:
-            notes.add(f"* {r['method']}: timed {r['extrapolated_from_rows']} of {r['height']} rows, "
-                      f"extrapolated linearly to the full image")
-        speed = naive[r["batch"]] / r["ms_per_image"] if r["batch"] in naive else float("nan")
-        share = None if r["peak_fraction"] is None else 100 * r["peak_fraction"]
-        lines.append(f"{r['model']:{mw}s} {r['runtime']:8s} {r['method']:7s} {r['batch']:5d} "
-                     f"{r['ms_per_image']:10.2f}{mark} {speed:8.1f}x {_num(r['gflops'], '8.2f', 8)} "
-                     f"{_num(share, '7.2f', 7)}{'%' if share is not None else ' '}")
-    lines += sorted(notes)
-    r0 = records[0]
-    if r0["step_flops_per_pixel"] is not None:
-        lines.append(f"FLOPs/pixel: cached step {r0['step_flops_per_pixel']:,}; dense full forward "
-                     f"{r0['dense_flops_per_pixel']:,} (naive pays it over the whole image per sub-pixel)")
-    if peak is not None:
-        lines.append(f"measured peak: {peak:.1f} GFLOP/s (float32 1024^3 numpy matmul, best of 10)")
-    fp32 = {r["batch"]: r["ms_per_image"] for r in records if r["runtime"] == "ort"}
-    for r in records:
-        if r.get("precision", "fp32") != "fp32" and r["batch"] in fp32:
-            lines.append(f"ORT step sampling, batch {r['batch']}: {r['precision']} takes "
-                         f"{r['ms_per_image'] / fp32[r['batch']]:.2f}x the fp32 time (same run)")
-    load, cpus = max(r["load_avg_1m"] for r in records), r0["cpu_count"] or 1
-    if load > cpus:
-        lines.append(f"warning: 1-min load average reached {load:.1f} on {cpus} CPUs; other processes compete "
-                     f"for the cores, which slows small multi-threaded ops (naive at batch 1) most: re-run idle")
-    if peak is None:
-        return "\n".join(lines)
-    ort = {r["batch"]: r for r in records if r["runtime"] == "ort"}
-    targets = [(f"ORT cached >= {TARGET_SPEEDUP:.0f}x faster than naive at batch 1", 1, TARGET_SPEEDUP,
-                lambda r: naive[1] / r["ms_per_image"], "{:.1f}x"),
-               (f"ORT cached >= {TARGET_PEAK_FRACTION:.0%} of measured peak at batch 64", 64, TARGET_PEAK_FRACTION,
-                lambda r: r["peak_fraction"], "{:.1%}")]
-    for text, b, goal, value, fmt in targets:
-        if b in ort and b in naive:
-            v = value(ort[b])
-            lines.append(f"target: {text}: {fmt.format(v)} -> {'met' if v >= goal else 'not met'}")
-        else:
-            lines.append(f"target: {text}: not measured (batch {b} not run)")
-    return "\n".join(lines)
 
 
 def _reduced_bundles(bundle, precisions: list[str], x: np.ndarray, tmp: Path, log) -> dict:
@@ -359,6 +341,8 @@ def run_pixelcnnpp_bench(batches: list[int], json_path=None, rows: int = 4, naiv
         export_naive(model, image, root / "naive.onnx")
         bundle = export_temporary(model, image, random_images(image, 2), root, spec.name)
         sched = bundle.step_schedule
+        speed = step_speed_report({"step": bundle.graph_path("step"), "row": bundle.graph_path(sched.row_graph)},
+                                  threads, log)
         opts = {"threads": threads or 0}
         with OrtBackend(root / "naive.onnx", **opts) as naive, OrtBackend(bundle.graph_path("step"), **opts) as step, \
                 OrtBackend(bundle.graph_path(sched.row_graph), **opts) as row:
@@ -370,6 +354,12 @@ def run_pixelcnnpp_bench(batches: list[int], json_path=None, rows: int = 4, naiv
                 records.append({"model": spec.name, "shape": "x".join(map(str, image.shape)), "batch": b,
                                 "naive_ms_per_image": n_sec * 1e3,
                                 "cached_ms_per_image": c_sec * 1e3, "speedup": n_sec / c_sec,
+                                "cached_us_per_step": c_sec * b / (image.height * image.width) * 1e6,
+                                "step_nodes": speed["graphs"]["step"]["exported"],
+                                "step_nodes_optimized": speed["graphs"]["step"]["optimized"],
+                                "graph_nodes": speed["graphs"], "floor_us": speed["floor_us"],
+                                "floor_1_node_us": speed["floor_1_node_us"],
+                                "state_bytes_per_image": state_bytes_per_image(bundle.state),
                                 "published_gpu_speedup": PUBLISHED_SPEEDUP.get(b), "rows_timed": rows,
                                 "naive_pixels_timed": naive_pixels, "height": image.height,
                                 "rows_cover_every_level": rows % step_rows == 0, "config": spec.config,
@@ -382,14 +372,20 @@ def run_pixelcnnpp_bench(batches: list[int], json_path=None, rows: int = 4, naiv
 
 
 def format_pixelcnnpp_report(records: list[dict]) -> str:
-    head = f"{'batch':>5} {'naive ms/image':>15} {'cached ms/image':>16} {'speed-up':>9} {'published (GPU)':>16}"
+    head = f"{'batch':>5} {'naive ms/image':>15} {'cached ms/image':>16} {'us/step':>9} {'speed-up':>9} " \
+           f"{'published (GPU)':>16}"
     lines = [f"PixelCNN++ {records[0]['shape']} (random weights), ONNX Runtime CPU: naive vs cached sampling", head,
              "-" * len(head)]
     for r in records:
         pub = f"{r['published_gpu_speedup']:.0f}x" if r["published_gpu_speedup"] else "-"
         lines.append(f"{r['batch']:5d} {r['naive_ms_per_image']:15.1f} {r['cached_ms_per_image']:16.2f} "
-                     f"{r['speedup']:8.1f}x {pub:>16}")
+                     f"{r.get('cached_us_per_step', float('nan')):9.1f} {r['speedup']:8.1f}x {pub:>16}")
     r0 = records[0]
+    if "step_nodes" in r0:
+        nodes = ", ".join(f"{g} {c['exported']} -> {c['optimized']}" for g, c in r0["graph_nodes"].items())
+        lines.append(f"graph nodes (exported -> after ORT's optimiser, If branches included): {nodes}; ORT per-call "
+                     f"floor (bound): 1 node {r0['floor_1_node_us']:.1f} us, {r0['step_nodes_optimized']} nodes "
+                     f"{r0['floor_us']:.1f} us; loop state {r0['state_bytes_per_image'] / 1024:.1f} KiB per image")
     lines.append(f"naive: {r0['naive_pixels_timed']} pixels timed per batch, scaled to {r0['height']}x{r0['height']}; "
                  f"cached: {r0['rows_timed']} of {r0['height']} rows timed, scaled to the full height")
     load, cpus = max(r["load_avg_1m"] for r in records), r0["cpu_count"] or 1

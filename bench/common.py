@@ -1,4 +1,4 @@
-"""What every measurement shares: timers that repeat only while cheap, the matmul peak, the load average,
+"""What every measurement shares: timers that repeat only while cheap, the load average,
 threads, a temporary bundle and the JSON records. Bench is measurement, not a test: nothing here raises on
 a slow result."""
 from __future__ import annotations
@@ -26,15 +26,6 @@ def _best_of(fn, repeats: int, budget_s: float) -> float:
     while len(times) < repeats and sum(times) + times[-1] <= budget_s:
         times.append(_timed(fn))
     return min(times)
-
-
-def measure_peak_gflops(n: int = 1024, repeats: int = 10) -> float:
-    """float32 n x n @ n x n numpy matmul, best of ``repeats`` after a warm-up: GFLOP/s (2 n^3 / t)."""
-    rng = np.random.default_rng(0)
-    a, b = rng.random((n, n), dtype=np.float32), rng.random((n, n), dtype=np.float32)
-    a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
-    return 2.0 * n ** 3 / best / 1e9
 
 
 def _load() -> float:

@@ -38,6 +38,8 @@ class BenchSpec:
     rows: int | None = None      # default --rows (cached rows timed; None: all)
     reduced_precision: bool = True  # FP16 / INT8 step rows (`pixelrt calibrate` copies of the bench bundle)
     gpu: bool = False            # `pixelrt bench --runtime ...` times it on GPU runtimes
+    scaling: tuple = ()          # step-loop rows: image sizes of the cost-vs-size table (same layer stack)
+    wavefront: bool = False      # step-loop rows: also time the wavefront prototype at batch 1 (bench/wavefront.py)
 
     def build(self):
         import torch
@@ -76,7 +78,7 @@ def multiscale_spec(name: str, image: ImageSpec, config: dict | None = None, see
 
 # ref28 is the reference: the number in an issue ("ORT cached 42x naive") always means this network.
 REF28 = BenchSpec("ref28", dict(channels=1, levels=256, hidden=64, blocks=8, head_hidden=64), ImageSpec(1, 28, 28, 256),
-                  gpu=True)
+                  gpu=True, scaling=(28, 56, 112), wavefront=True)
 GATED28 = BenchSpec("gated28", dict(channels=1, levels=256, hidden=32, layers=8, head_hidden=64),
                     ImageSpec(1, 28, 28, 256), family="gated", reduced_precision=False, gpu=True)
 PP32 = BenchSpec("pp32", dict(channels=3, levels=256, filters=64, resnets=2, resolutions=3, mixtures=5, dropout=0.0),
@@ -85,6 +87,19 @@ VAE28 = vae_spec("vae28", dict(channels=1, levels=256, height=28, width=28, late
                                dense=256, likelihood="logistic"))
 PVAE28 = pixelvae_spec("pvae28", ImageSpec(1, 28, 28, 256))
 MULTISCALE16 = multiscale_spec("multiscale16", ImageSpec(1, 16, 16, 256))
+
+
+# a plain-PyTorch PixelCNN of ref28's shape (models/derive/examples.py), its step graphs derived (docs/convert.md)
+class DerivedBenchSpec(BenchSpec):
+    def build(self):
+        from pixelrt.models.derive.examples import build_bench_model
+
+        return build_bench_model(self)
+
+
+PLAIN28 = DerivedBenchSpec("plain28", dict(levels=256, hidden=64, blocks=8, head_hidden=64), ImageSpec(1, 28, 28, 256),
+                           family="derived", reduced_precision=False)
+
 # PixelRNNs at their default widths (2h = 64, state 32, 2 layers), 256 levels, a small 16x16 image for a CPU
 ROWLSTM16 = rnn_spec("rowlstm16", "rowlstm", dict(channels=1, levels=256))
 DIAGBILSTM16 = rnn_spec("diagbilstm16", "diagbilstm", dict(channels=1, levels=256))
@@ -99,6 +114,7 @@ BENCHES: dict[str, BenchSpec] = {
     "multiscale": MULTISCALE16,
     "rowlstm": ROWLSTM16,
     "diagbilstm": DIAGBILSTM16,
+    "plain28": PLAIN28,  # a plain-PyTorch module, its step graphs derived (not a registered family)
 }
 
 

@@ -142,9 +142,18 @@ class ConvWindowStack(nn.Module):
 
     forward(cache (B, L, rows, W+2p, Cin), row, col) -> (L, B, Cout): each layer's
     contribution from the positions before (row, col), in one batched MatMul.
+
+    ``extra`` appends that many zero-weight output columns, and ``bias`` ((Cout + extra,) or
+    (L, Cout + extra)) is added to every layer's window in the same Add: a step module then hands
+    each window to its GEMM as the C input (taps and bias in one epilogue).
+
+    The window is one Gather from the cache with its rows and columns flattened: the flat indices of
+    every (ring phase, column) are a constant table (``index``), so a step looks them up in two
+    scalar Gathers instead of computing slots and offsets (fewer graph nodes, the same values).
     """
 
-    def __init__(self, convs: list[MaskedConv2d]):
+    def __init__(self, convs: list[MaskedConv2d], bias: torch.Tensor | None = None, extra: int = 0,
+                 width: int | None = None):
         super().__init__()
         specs = {c.cache for c in convs}
         if len(specs) != 1 or None in specs:
@@ -157,13 +166,43 @@ class ConvWindowStack(nn.Module):
             window = conv.masked_weight().detach()[:, :, : pad + 1, :].clone()  # rows above + current row
             window[:, :, pad, pad:] = 0.0  # the centre comes from the fresh input; right of it is masked
             # (Cout, Cin, rows, k) -> (rows, k, Cin, Cout): the order of a channels-last window.
-            weights.append(window.permute(2, 3, 1, 0).reshape(-1, conv.out_channels))
-        self.register_buffer("w_window", torch.stack(weights))  # (L, rows*k*Cin, Cout)
+            weights.append(F.pad(window.permute(2, 3, 1, 0).reshape(-1, conv.out_channels), (0, extra)))
+        self.register_buffer("w_window", torch.stack(weights))  # (L, rows*k*Cin, Cout + extra)
+        n = self.w_window.shape[-1]
+        b = None if bias is None else bias.detach().reshape(-1, n).expand(self.layers, n)
+        self.register_buffer("bias", None if b is None else b[:, None, :].clone())  # (L, 1, N)
         self.register_buffer("row_offsets", torch.arange(pad + 1))
         self.register_buffer("col_offsets", torch.arange(k))
+        self.width = width
+        if width is not None:
+            self.register_buffer("index", self.index_table(self.spec.rows))
 
-    def forward(self, cache: torch.Tensor, row: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
-        slots = torch.remainder(row + self.row_offsets, self.spec.rows)
-        window = cache.index_select(3, col + self.col_offsets).index_select(2, slots)  # (B, L, rows, k, Cin)
-        window = window.reshape(window.shape[0], self.layers, -1).transpose(0, 1)  # (L, B, rows*k*Cin)
-        return torch.bmm(window, self.w_window)  # (L, B, Cout)
+    def index_table(self, phases: int) -> torch.Tensor:
+        """(phases * W, rows*k) int64: row ``key = (row % phases) * W + col`` holds the flat positions
+        (ring slot * (W + 2p) + padded column) of the window's taps; ``phases`` is a multiple of the
+        ring's rows, so stacks with different rings can share one key."""
+        rows, k, width = self.spec.rows, len(self.col_offsets), self.width
+        phase = torch.arange(phases)[:, None, None, None]
+        slots = torch.remainder(phase + self.row_offsets[None, None, :, None], rows)
+        cols = torch.arange(width)[None, :, None, None] + self.col_offsets[None, None, None, :]
+        return (slots * (width + 2 * self.spec.pad) + cols).reshape(phases * width, rows * k)
+
+    def window(self, cache: torch.Tensor, row: torch.Tensor, col: torch.Tensor, key=None) -> torch.Tensor:
+        """(B, L, rows*k*Cin): the taps before (row, col) of every layer, channels last. ``key``
+        (see ``index_table``; built with ``width``) replaces the slot and column arithmetic by one lookup."""
+        B = cache.shape[0]
+        if key is None:
+            slots = torch.remainder(row + self.row_offsets, self.spec.rows)
+            window = cache.index_select(3, col + self.col_offsets).index_select(2, slots)  # (B, L, rows, k, Cin)
+            return window.reshape(B, self.layers, -1)
+        index = F.embedding(key, self.index)  # (rows*k,): one Gather
+        flat = cache.reshape(B, self.layers, -1, cache.shape[-1])  # (B, L, rows*(W+2p), Cin)
+        return flat.index_select(2, index).reshape(B, self.layers, -1)
+
+    def forward(self, cache: torch.Tensor, row: torch.Tensor, col: torch.Tensor, key=None) -> torch.Tensor:
+        return self.taps(self.window(cache, row, col, key))
+
+    def taps(self, window: torch.Tensor) -> torch.Tensor:
+        """A gathered window (B, L, rows*k*Cin) -> (L, B, Cout + extra): one batched MatMul (+ the bias)."""
+        out = torch.bmm(window.transpose(0, 1), self.w_window)
+        return out if self.bias is None else out + self.bias

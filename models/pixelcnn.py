@@ -1,6 +1,7 @@
 """PixelCNN (van den Oord et al. 2016) as in the seed lecture, with a cached step path.
 
-Reads top-down: the residual block, the full model, then its step module.
+Reads top-down: the residual block and the full model; the step module (few, large graph operations
+for ONNX Runtime) is in ``models/pixelcnn_step.py``.
 
     x -> 7x7 Mask-A conv (2h) -> [residual block] x n -> ReLU -> 1x1 Mask-B (head)
       -> ReLU -> 1x1 Mask-B (C * levels logits) -> levels-way softmax per sub-pixel
@@ -17,10 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pixelrt.models.categorical import CategoricalHead, CategoricalStepHead, normalize  # noqa: F401 - normalize re-exported
-from pixelrt.bundle.graphs import step_graph, step_schedule
-from pixelrt.models.contract import StepModule
-from pixelrt.models.layers import ConvWindowStack, MaskedConv2d, RowCache, ring_states
+from pixelrt.models.categorical import CategoricalHead, normalize  # noqa: F401 - normalize re-exported
+from pixelrt.models.layers import MaskedConv2d
+from pixelrt.models.pixelcnn_step import PixelCNNStep
 
 
 @dataclass
@@ -68,22 +68,6 @@ class ResidualBlock(nn.Module):
         a = F.relu(self.reduce(F.relu(x)))
         return x + self.expand(F.relu(self.conv(a)))
 
-    def stepper(self) -> "ResidualBlockStep":
-        return ResidualBlockStep(self)
-
-
-class ResidualBlockStep(nn.Module):
-    """The block at one position. Its kxk conv's cached taps arrive precomputed as ``window``
-    (see ConvWindowStack); it returns the new output and the conv input to cache."""
-
-    def __init__(self, block: ResidualBlock):
-        super().__init__()
-        self.reduce, self.conv, self.expand = block.reduce.stepper(), block.conv.stepper(), block.expand.stepper()
-
-    def forward(self, x: torch.Tensor, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        a = F.relu(self.reduce(F.relu(x)))  # (B, h): this position's input to the kxk conv
-        return x + self.expand(F.relu(self.conv(a) + window)), a
-
 
 class PixelCNN(CategoricalHead, nn.Module):
     family = "pixelcnn"
@@ -107,48 +91,3 @@ class PixelCNN(CategoricalHead, nn.Module):
     # -- step path ---------------------------------------------------------------
     def step_module(self, image) -> "PixelCNNStep":
         return PixelCNNStep(self, image.width)
-
-
-class PixelCNNStep(StepModule):
-    """One sub-pixel of a PixelCNN from cached rows: the model's step path.
-
-    Inputs (names as exported):
-      pixel (B, C) int64     channels < ``channel`` of the current pixel (the rest is ignored)
-      row, col, channel      int64 scalars: the sub-pixel to produce
-      force (B,) int64       the true value to teacher-force, or -1 to sample
-      noise (B,) float32     uniform in [0, 1) for the inverse-CDF sampler
-      cache_0                (B, 1, rows, W+2p, C): the input conv's rows
-      cache_1                (B, n, rows, W+2p, h): every residual block's kxk conv rows, stacked
-    Outputs:
-      value (B,) int64, logp (B,) float32, new_0 (B, 1, C), new_1 (B, n, h): each cache's
-      input at (row, col). The host writes them into the caches once the pixel's last
-      channel is done.
-    """
-
-    def __init__(self, model: PixelCNN, width: int):
-        super().__init__()
-        cfg = model.config
-        self.channels, self.levels = cfg.channels, cfg.levels
-        self.input_window = ConvWindowStack([model.input_conv])
-        self.input_centre = model.input_conv.stepper()
-        self.block_windows = ConvWindowStack([b.conv for b in model.blocks])
-        self.blocks = nn.ModuleList(b.stepper() for b in model.blocks)
-        self.head = CategoricalStepHead(model.head_hidden, model.head_out, cfg.channels, cfg.levels)
-        caches: list[tuple[RowCache, int]] = [(self.input_window.spec, 1),
-                                              (self.block_windows.spec, self.block_windows.layers)]
-        self.states = tuple(ring_states(caches, width))
-        self.graph, self.schedule = step_graph(cfg.channels, self.states), step_schedule(cfg.channels)
-
-    def normalize(self, pixel: torch.Tensor) -> torch.Tensor:
-        return normalize(pixel, self.levels)
-
-    def forward(self, pixel, row, col, channel, force, noise, input_cache, block_cache):
-        x = self.normalize(pixel)  # (B, C)
-        h = self.input_centre(x) + self.input_window(input_cache, row, col)[0]  # (B, 2h)
-        windows = self.block_windows(block_cache, row, col)  # (n, B, h): the cached taps of every block
-        new = []
-        for block, window in zip(self.blocks, windows):
-            h, a = block(h, window)
-            new.append(a)
-        value, logp, full = self.head(h, pixel, channel, force, noise)
-        return value, logp, self.normalize(full).unsqueeze(1), torch.stack(new, dim=1)

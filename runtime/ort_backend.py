@@ -78,6 +78,32 @@ class OrtBackend(Backend):
             return dict(zip(self.output_names, self.session.run(self.output_names, feeds)))
         return self._infer_bound(feeds)
 
+    def bind(self, inputs: dict[str, np.ndarray], batch: int):
+        """CPU hot loops: bind ``inputs`` and preallocated outputs once, so that no array is allocated per
+        call. ``inputs`` are contiguous numpy arrays the caller keeps and updates in place (ORT reads their
+        memory, it does not copy them). Returns ``(run, outputs)``: ``run()`` executes the graph and leaves
+        every output in ``outputs[name]``, overwritten by the next call. None where that does not apply
+        (a GPU device, or an output whose shape is not the batch and fixed sizes)."""
+        if self.device != "cpu":
+            return None
+        self.check(inputs)
+        outs = self.session.get_outputs()
+        if any(not o.shape or not all(isinstance(d, int) for d in o.shape[1:]) for o in outs):
+            return None
+        binding = self.session.io_binding()
+        for k, v in inputs.items():
+            binding.bind_cpu_input(k, v)
+        outputs = {o.name: np.empty([batch, *o.shape[1:]], ONNX_TO_NUMPY[o.type]) for o in outs}
+        for name, arr in outputs.items():
+            binding.bind_ortvalue_output(name, ort.OrtValue.ortvalue_from_numpy(arr))
+        session, keep = self.session, (inputs, outputs)  # the binding reads this memory: keep it alive
+
+        def run() -> dict[str, np.ndarray]:
+            session.run_with_iobinding(binding)
+            return keep[1]
+
+        return run, outputs
+
     def _infer_bound(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """IOBinding with device OrtValues; with a CUDA graph the same OrtValues are refilled in place."""
         shapes = {k: v.shape for k, v in feeds.items()}

@@ -132,33 +132,32 @@ def _loop_batch(runner, row_runner, image, schedule, state, noise, force, contex
     force_t = (np.full((H, W, S, B, cps), -1, dtype=np.int64) if force is None
                else force.reshape(B, S, cps, H, W).transpose(3, 4, 1, 0, 2).astype(np.int64))
     force_t = np.ascontiguousarray(force_t[..., 0] if cps == 1 else force_t)
-    scalars = [np.array(k, dtype=np.int64) for k in range(max(H, W, S))]
     pixel = np.zeros((B, C), dtype=np.int64)
     values = np.zeros((H, W, S, B, cps), dtype=np.int64)
     logps = np.zeros((H, W, S, B, cps), dtype=np.float32)
-    # The feed dict holds exactly the inputs the graph takes, built once; each call only rebinds the
-    # per-step entries it declares (no per-call filtering or allocation in this, the hottest loop).
+    # The feed dict holds exactly the inputs the graph takes, built once, every per-step input in a buffer
+    # of its own that each call overwrites in place. A runner that can bind them (ORT CPU: ``bind``) reads
+    # those buffers and writes preallocated outputs: nothing is allocated per call (docs/architecture.md).
     wanted = _wanted(runner)
     takes = (lambda k: True) if wanted is None else wanted.__contains__
-    feeds = {k: v for k, v in {**caches, **context, "pixel": pixel}.items() if takes(k)}
-    t_row, t_col, t_channel, t_force, t_noise = (takes(k) for k in ("row", "col", "channel", "force", "noise"))
-    first = True
+    per_step = {"row": np.zeros((), np.int64), "col": np.zeros((), np.int64), "channel": np.zeros((), np.int64),
+                "force": np.empty_like(force_t[0, 0, 0]), "noise": np.empty_like(noise_t[0, 0, 0])}
+    feeds = {k: v for k, v in {**caches, **context, "pixel": pixel, **per_step}.items() if takes(k)}
+    t_force, t_noise = "force" in feeds, "noise" in feeds
+    row_buf, col_buf, channel_buf, force_buf, noise_buf = per_step.values()
+    call, inplace = _caller(runner, feeds, B)
     for i in range(H):
-        if t_row:
-            feeds["row"] = scalars[i]
+        row_buf[()] = i
         for j in range(W):
             pixel[:] = 0
-            if t_col:
-                feeds["col"] = scalars[j]
+            col_buf[()] = j
             for s in range(S):
-                if t_channel:
-                    feeds["channel"] = scalars[s]
+                channel_buf[()] = s
                 if t_force:
-                    feeds["force"] = force_t[i, j, s]
+                    np.copyto(force_buf, force_t[i, j, s])
                 if t_noise:
-                    feeds["noise"] = noise_t[i, j, s]
-                out = runner.infer(feeds, check=first)
-                first = False
+                    np.copyto(noise_buf, noise_t[i, j, s])
+                out = call()
                 values[i, j, s] = np.reshape(out["value"], (B, cps))
                 logps[i, j, s] = np.reshape(out["logp"], (B, cps))
                 pixel[:, s * cps:(s + 1) * cps] = values[i, j, s]
@@ -167,20 +166,45 @@ def _loop_batch(runner, row_runner, image, schedule, state, noise, force, contex
             for st in strided:
                 _commit_strided(caches[st.name], st, i, j, out[st.source])
             for st in replace:
-                caches[st.name] = np.ascontiguousarray(out[st.source])
-                if st.name in feeds:
-                    feeds[st.name] = caches[st.name]
+                _replace(caches, feeds, st.name, out[st.source], inplace)
         if values[i].min() < 0 or values[i].max() >= image.levels:
             raise BundleError(f"the step graph sampled {int(values[i].min())}..{int(values[i].max())} in row {i}, "
                               f"outside the bundle's {image.levels} levels: the graph is not the model its manifest "
                               "describes; re-export the bundle from its checkpoint")
         if row_states:
-            _run_row_graph(row_runner, i, values[i], caches, feeds, row_states, context)
+            _run_row_graph(row_runner, i, values[i], caches, feeds, row_states, context, inplace)
         if bar is not None:
             bar.update(1)
     # (H, W, S, B, cps) -> (B, S*cps = C, H, W)
     images = values.transpose(3, 2, 4, 0, 1).reshape(B, C, H, W)
     return images.astype(np.uint8), logps.transpose(3, 2, 4, 0, 1).reshape(B, C, H, W)
+
+
+def _caller(runner, feeds: dict, batch: int):
+    """``(call, inplace)``: ``call()`` runs one step on the current contents of ``feeds``. A runner with
+    ``bind`` (ORT CPU) binds the feeds and preallocated outputs once (``inplace``: states must then be
+    updated in their buffers, never replaced); any other runner is called with the feed dict, its inputs
+    checked on the first call."""
+    bound = runner.bind(feeds, batch) if callable(getattr(runner, "bind", None)) else None
+    if bound is not None:
+        return bound[0], True
+    first = [True]
+
+    def call():
+        check, first[0] = first[0], False
+        return runner.infer(feeds, check=check)
+
+    return call, False
+
+
+def _replace(caches: dict, feeds: dict, name: str, value: np.ndarray, inplace: bool) -> None:
+    """A ``replace`` or ``row`` state's new value: copied into its bound buffer, or the buffer replaced."""
+    if inplace:
+        np.copyto(caches[name], value)
+        return
+    caches[name] = np.ascontiguousarray(value)
+    if name in feeds:
+        feeds[name] = caches[name]
 
 
 def _commit_strided(cache: np.ndarray, st: StateSpec, i: int, j: int, column: np.ndarray) -> None:
@@ -189,7 +213,7 @@ def _commit_strided(cache: np.ndarray, st: StateSpec, i: int, j: int, column: np
         cache[:, :, (i // st.stride + st.pad) % st.rows, j // st.stride + st.pad] = column
 
 
-def _run_row_graph(row_runner, i, row_values, caches, feeds, row_states, context):
+def _run_row_graph(row_runner, i, row_values, caches, feeds, row_states, context, inplace=False):
     """After row i: feed the finished row (B, C, W) and the row states; replace them by its outputs."""
     W, S, B, cps = row_values.shape
     row_pixels = np.ascontiguousarray(row_values.transpose(2, 1, 3, 0).reshape(B, S * cps, W))
@@ -199,10 +223,8 @@ def _run_row_graph(row_runner, i, row_values, caches, feeds, row_states, context
     wanted = _wanted(row_runner)
     out = row_runner.infer(row_feeds if wanted is None else {k: row_feeds[k] for k in wanted if k in row_feeds},
                            check=i == 0)
-    for s in row_states:
-        caches[s.name] = np.ascontiguousarray(out[s.source])
-        if s.name in feeds:  # the step graph reads it too
-            feeds[s.name] = caches[s.name]
+    for s in row_states:  # the step graph may read it too
+        _replace(caches, feeds, s.name, out[s.source], inplace)
 
 
 def _progress(total: int, desc: str, enabled: bool):
