@@ -12,19 +12,9 @@ import numpy as np
 from pixelrt.runtime.backends import open_backend
 from pixelrt.bundle import Bundle
 from pixelrt.runtime.evaluate import evaluate
-from pixelrt.runtime.reference_check import FP16_BPD_BUDGET, FP32_BPD_BUDGET, INT8_RELATIVE_BUDGET, bpd_budget  # noqa: F401
+from pixelrt.runtime.reference_check import (FP16_BPD_BUDGET, FP32_BPD_BUDGET, INT8_RELATIVE_BUDGET,  # noqa: F401
+                                             bpd_budget, step_vs_full_budget)
 from pixelrt.runtime.sampler import make_noise, step_loop
-
-
-def step_vs_full_budget(precision: str, fp32_bpd: float) -> float:
-    """Largest allowed per-image |summed step log p - full graph| in bits/dim, same precision.
-
-    FP32 keeps the foundation's 1e-5. A reduced-precision step graph is a different rounding
-    of the same network (matmuls on cached rows instead of convolutions), so each of the two
-    graphs may sit up to one precision budget from FP32 in opposite directions: by the
-    triangle inequality they may differ by twice the budget, and by no more without one of
-    them missing its own budget (docs/precision.md)."""
-    return bpd_budget(precision, fp32_bpd) * (1 if precision == "fp32" else 2)
 
 
 @dataclass

@@ -13,7 +13,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from pixelrt.atomic import atomic_directory
+from pixelrt.atomic import atomic_directory, is_checkpoint
 from pixelrt.documents import read_json_document
 from pixelrt.errors import CheckpointError, PixelrtError
 from pixelrt.models.registry import get_model
@@ -24,15 +24,24 @@ CONFIG = "checkpoint.json"
 WEIGHTS = "weights.safetensors"
 
 
-def save_checkpoint(model: torch.nn.Module, path: str | Path, meta: dict, overwrite: bool = True) -> Path:
-    """Write CKPT/checkpoint.json + CKPT/weights.safetensors; ``meta`` holds image, data and training info."""
+def save_checkpoint(model: torch.nn.Module, path: str | Path, meta: dict, overwrite: bool = True,
+                    extra_files: dict[str, bytes] | None = None) -> Path:
+    """Write CKPT/checkpoint.json + CKPT/weights.safetensors; ``meta`` holds image, data and training info.
+    ``extra_files``: plain file name -> bytes written beside them in the same atomic directory (the
+    trainer's training.png), so they appear with the weights they describe or not at all."""
     path = Path(path)
-    with atomic_directory(path, overwrite=overwrite) as tmp:
+    extra = dict(extra_files or {})
+    for name in extra:
+        if Path(name).name != name or name in (CONFIG, WEIGHTS) or name.startswith("."):
+            raise ValueError(f"extra checkpoint file {name!r} must be a plain file name other than {CONFIG}, {WEIGHTS}")
+    with atomic_directory(path, overwrite=overwrite, accept=is_checkpoint, what="checkpoint") as tmp:
         tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
         save_file(tensors, str(tmp / WEIGHTS))
         doc = {"format": FORMAT, "format_version": 1, "family": model.family, "config": asdict(model.config),
                **meta, "weights": {"file": WEIGHTS, "sha256": sha256_file(tmp / WEIGHTS)}}
         (tmp / CONFIG).write_text(json.dumps(doc, indent=2) + "\n")
+        for name, data in extra.items():
+            (tmp / name).write_bytes(data)
     return path
 
 

@@ -25,7 +25,8 @@ import numpy as np
 from pixelrt.bundle import BATCH, GraphSpec, HeadSpec, ImageSpec, LatentSpec, TensorSpec
 from pixelrt.models.contract import ExportSpec, Graph, Part, autoregressive_spec
 from pixelrt.models.gated import GatedPixelCNN, GatedPixelCNNConfig
-from pixelrt.models.vae import Decoder, Encoder, EncoderGraph, VAEConfig, check_geometry, encoder_graph, latent_bounds
+from pixelrt.models.vae import (VAE, Decoder, Encoder, EncoderGraph, VAEConfig, check_geometry, encoder_graph,
+                                latent_bounds)
 
 CONTEXT = "cond"  # the Gated PixelCNN's spatial-conditioning input, fed by the features graph
 
@@ -109,6 +110,10 @@ class PixelVAE(nn.Module):
     def log_px(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log p(x|z) per image (B,), nats: the Gated PixelCNN's exact log-likelihood given map(z)."""
         return self.pixelcnn(x, cond=self.cond(z))
+
+    def posterior_kl(self, x: torch.Tensor) -> torch.Tensor:
+        """KL(q(z|x) || p(z)) per image (B,), nats, the true one (no free-bits floor): the collapse check's."""
+        return VAE.kl(*self.encoder(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Per-image objective (nats) for the trainer: the one-sample ELBO (fixed-seed noise in eval mode,

@@ -1,7 +1,9 @@
 """Maximum-likelihood training: Adam on bits/dim, held-out bits/dim each epoch, best checkpoint kept.
 
 Held-out evaluation uses the same full path the exporter traces, so the number
-printed here is the number ``pixelrt eval`` reproduces from the bundle.
+printed here is the number ``pixelrt eval`` reproduces from the bundle. Each checkpoint holds
+``training.png``, its training curve (``pixelrt.plots``); a latent-variable model's held-out KL is
+recorded per epoch and a collapsed posterior is warned about (``pixelrt.diagnostics``).
 """
 from __future__ import annotations
 
@@ -13,8 +15,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pixelrt.atomic import atomic_write_bytes
 from pixelrt.data import Dataset, batches
+from pixelrt.diagnostics import warn_kl_collapse
 from pixelrt.models.checkpoint import save_checkpoint
+from pixelrt.plots import training_curve_png
+
+CURVE = "training.png"  # beside every checkpoint's weights
 
 
 @dataclass
@@ -75,6 +82,18 @@ def bits_per_dim(model: torch.nn.Module, x: np.ndarray, batch_size: int = 256, c
     return -total / (x.size * math.log(2.0))
 
 
+def held_out_kl(model: torch.nn.Module, x: np.ndarray, batch_size: int = 256) -> float | None:
+    """Mean KL(q(z|x) || p(z)) per image of ``x`` in nats, for a model with ``posterior_kl`` (VAE,
+    PixelVAE); None for models without a latent."""
+    kl = getattr(model, "posterior_kl", None)
+    if kl is None:
+        return None
+    model.eval()
+    with torch.inference_mode():
+        total = sum(float(kl(torch.from_numpy(xb)).double().sum()) for xb in batches(x, batch_size))
+    return total / len(x)
+
+
 def train(model: torch.nn.Module, train_set: Dataset, test_set: Dataset, cfg: TrainConfig,
           out: str | Path, meta: dict, progress: bool = True, log=print) -> TrainResult:
     """Train ``model`` and keep the checkpoint with the best held-out bits/dim at ``out``."""
@@ -87,6 +106,7 @@ def train(model: torch.nn.Module, train_set: Dataset, test_set: Dataset, cfg: Tr
     dims = int(np.prod(train_set.shape))
     train_ctx, test_ctx = dataset_context(model, train_set), dataset_context(model, test_set)
     result = TrainResult(best_bits_per_dim=math.inf, best_epoch=-1)
+    metric = getattr(model, "metric", "bits/dim")
     start = time.perf_counter()
     out_of_time = False
     for epoch in range(1, cfg.epochs + 1):
@@ -111,15 +131,26 @@ def train(model: torch.nn.Module, train_set: Dataset, test_set: Dataset, cfg: Tr
         improved = test_bpd < result.best_bits_per_dim
         row = {"epoch": epoch, "train_bits_per_dim": float(np.mean(train_bpd)), "test_bits_per_dim": test_bpd,
                "seconds": round(time.perf_counter() - start, 2)}
+        kl = held_out_kl(model, test_set.x, cfg.eval_batch_size)
+        if kl is not None:
+            row["test_kl_nats"] = kl
         result.history.append(row)
-        log(f"epoch {epoch:3d}  train {row['train_bits_per_dim']:.4f}  held-out {test_bpd:.4f} {getattr(model, 'metric', 'bits/dim')}"
-            f"{'  (best, saved)' if improved else ''}")
+        log(f"epoch {epoch:3d}  train {row['train_bits_per_dim']:.4f}  held-out {test_bpd:.4f} {metric}"
+            + (f"  KL {kl:.2f} nats" if kl is not None else "") + ("  (best, saved)" if improved else ""))
         if improved:
             result.best_bits_per_dim, result.best_epoch = test_bpd, epoch
             save_checkpoint(model, out, {**meta, "training": {
-                "config": asdict(cfg), "epoch": epoch, "test_bits_per_dim": test_bpd, "history": result.history}})
+                "config": asdict(cfg), "epoch": epoch, "test_bits_per_dim": test_bpd, "history": result.history}},
+                extra_files={CURVE: training_curve_png(result.history, metric, epoch)})
         if out_of_time:
             log(f"time budget of {cfg.time_budget:.0f} s reached after epoch {epoch}")
             break
     result.seconds = time.perf_counter() - start
+    if 0 < result.best_epoch < len(result.history):
+        # later epochs did not improve: the checkpoint stays the best epoch's, its curve gains the rest
+        atomic_write_bytes(Path(out) / CURVE, training_curve_png(result.history, metric, result.best_epoch))
+    best = result.history[result.best_epoch - 1] if result.best_epoch > 0 else {}
+    if "test_kl_nats" in best:
+        warn_kl_collapse(best["test_kl_nats"], getattr(model, "family", "vae"),
+                         where=f"the held-out split (epoch {result.best_epoch}, the checkpoint)")
     return result

@@ -191,6 +191,10 @@ class VAE(nn.Module):
         """KL(N(mu, sigma^2) || N(0, I)) per image, closed form."""
         return 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar).sum(1)
 
+    def posterior_kl(self, x: torch.Tensor) -> torch.Tensor:
+        """KL(q(z|x) || p(z)) per image (B,), nats: what the trainer's posterior-collapse check reads."""
+        return self.kl(*self.encoder(x))
+
     def elbo(self, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """One-sample ELBO per image (B,), nats: log p(x | mu + sigma * eps) - KL."""
         mu, logvar = self.encoder(x)

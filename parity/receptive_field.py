@@ -5,17 +5,20 @@ sub-pixel, the input sub-pixels it reads. Coverage is the fraction of the
 causal past actually reached: a plain PixelCNN shows its blind spot (< 1); a
 model that sees all earlier pixels reaches 1.0. The map drawn for one output
 pixel is what people look at: ``X`` the pixel, ``#`` read, ``.`` in the causal
-past but never read (the blind spot), blank: the future.
+past but never read (the blind spot), blank: the future. ``--png PATH`` draws the same
+maps in colour (:func:`save_field_maps`), later pixels that are read (a violation) included.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from pixelrt.errors import PixelrtError
 from pixelrt.models.causality import CausalityReport, audit_model
+from pixelrt.plots import CELL_BLIND, CELL_FUTURE, CELL_PIXEL, CELL_READ, CELL_VIOLATION
 
 
 @dataclass
@@ -28,22 +31,24 @@ class FieldReport:
         return {"model": self.name, "shape": list(self.shape), **self.audit.as_dict()}
 
 
-def pixel_map(deps: np.ndarray, i: int, j: int) -> str:
-    """ASCII map of the input pixels output pixel (i, j) reads (any channel group to any)."""
+def cell_map(deps: np.ndarray, i: int, j: int) -> np.ndarray:
+    """(H, W) codes of ``pixelrt.plots.CELLS`` for output pixel (i, j) (any channel group to any):
+    the pixel itself, earlier pixels read or never read (the blind spot), later pixels read (a
+    causality violation) or not."""
     _, H, W, _, _, _ = deps.shape
     reads = deps[:, i, j].any(axis=(0, 1))  # (H, W)
-    lines = []
-    for r in range(H):
-        row = []
-        for c in range(W):
-            if (r, c) == (i, j):
-                row.append("X")
-            elif (r, c) > (i, j):
-                row.append(" ")
-            else:
-                row.append("#" if reads[r, c] else ".")
-        lines.append(" ".join(row).rstrip())
-    return "\n".join(lines)
+    later = (np.arange(H)[:, None] * W + np.arange(W)[None, :]) > i * W + j
+    codes = np.where(later, np.where(reads, CELL_VIOLATION, CELL_FUTURE), np.where(reads, CELL_READ, CELL_BLIND))
+    codes[i, j] = CELL_PIXEL
+    return codes
+
+
+TEXT_CELLS = {CELL_PIXEL: "X", CELL_READ: "#", CELL_BLIND: ".", CELL_FUTURE: " ", CELL_VIOLATION: " "}
+
+
+def pixel_map(deps: np.ndarray, i: int, j: int) -> str:
+    """ASCII map of the input pixels output pixel (i, j) reads (any channel group to any)."""
+    return "\n".join(" ".join(TEXT_CELLS[int(c)] for c in row).rstrip() for row in cell_map(deps, i, j))
 
 
 def most_blind(deps: np.ndarray) -> tuple[int, int]:
@@ -79,6 +84,27 @@ def format_fields(reports: list[FieldReport]) -> str:
         lines.append(f"\n{r.name}: inputs read by output pixel ({i}, {j})  [X pixel, # read, . blind spot]")
         lines.append(pixel_map(r.audit.dependencies, i, j))
     return "\n".join(lines)
+
+
+def field_panels(reports: list[FieldReport]) -> list[tuple[str, np.ndarray]]:
+    """(title, cell codes) per report for the output pixel :func:`format_fields` prints."""
+    panels = []
+    for r in reports:
+        i, j = most_blind(r.audit.dependencies)
+        panels.append((f"{r.name}\noutput pixel ({i}, {j}); coverage {r.audit.coverage:.3f}",
+                       cell_map(r.audit.dependencies, i, j)))
+    return panels
+
+
+def save_field_maps(reports: list[FieldReport], path) -> Path:
+    """Write the maps :func:`format_fields` prints as one PNG (one coloured panel per report, the same
+    output pixel, a legend), atomically: `pixelrt parity --receptive-field --png PATH`."""
+    from pixelrt.atomic import atomic_write_bytes
+    from pixelrt.plots import draw_cell_maps
+
+    path = Path(path)
+    atomic_write_bytes(path, draw_cell_maps(field_panels(reports)).png())
+    return path
 
 
 # -- what `pixelrt parity --receptive-field` measures, per kind (parity/table.py: FIELDS) ------------------

@@ -32,9 +32,11 @@ _LAZY = {
     "save_grid": "pixelrt.runtime.grid",
     "export_model": "pixelrt.export.api",  # these two need the export extra (torch); the rest is torch-free
     "check_parity": "pixelrt.parity.api",
+    "Adapter": "pixelrt.models.derive", "derive": "pixelrt.models.derive",  # plain modules: docs/convert.md
     "PIPELINES": "pixelrt.runtime.pipelines", "pipeline": "pixelrt.runtime.pipelines",
     "Samples": "pixelrt.runtime.pipelines", "Scores": "pixelrt.runtime.pipelines",
     "Interpolation": "pixelrt.runtime.pipelines", "ReferenceCheck": "pixelrt.runtime.pipelines",
+    "connect": "pixelrt.serving.client",  # a Triton server's pixelrt models (docs/serving.md; the serve extra)
 }
 
 __all__ = ["__version__", "PixelrtError", "DataError", "BundleError", "CheckpointError", "ParityError",

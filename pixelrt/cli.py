@@ -1,20 +1,19 @@
-"""The `pixelrt` command: the parser, `main`, and the bundle-side commands (sample, eval, interpolate,
-info). Sample, eval and interpolate hand every bundle kind to its pipeline (``runtime/pipelines/``, the
-one kind table), which also says which kind-specific options apply. Model-side commands live in
-cli_model.py, shared helpers in cli_common.py. Each subcommand imports what it needs when it runs, so
-`pixelrt sample` and `pixelrt eval` work on a runtime-only install without torch.
+"""The `pixelrt` command: the parser and `main` (exit codes and faults: pixelrt/faults.py, docs/cli.md).
+
+Bundle-side commands (sample, eval, interpolate, info, verify) live in cli_bundle.py, model-side ones
+(train, export, parity, calibrate, bench, demo) in cli_model.py, shared helpers in cli_common.py, the GPU,
+conversion and serving commands in gpu_cli.py, convert_cli.py and serve_cli.py. Each subcommand imports
+what it needs when it runs, so the bundle-side commands work on a runtime-only install without torch.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-import numpy as np
-
 from pixelrt.argtypes import int_range, nonnegative, nonnegative_float, positive, positive_float, seed
-from pixelrt.cli_common import _add_data_args, _add_runtime_arg, _add_trt_options, _split_data, apply_runtime_options
+from pixelrt.cli_common import MODEL_NAMES, _add_data_args, _add_runtime_arg, _add_trt_options, apply_runtime_options
+from pixelrt.cli_bundle import cmd_eval, cmd_info, cmd_interpolate, cmd_sample, cmd_verify
 from pixelrt.cli_model import cmd_bench, cmd_calibrate, cmd_demo, cmd_export, cmd_parity, cmd_train
-from pixelrt.errors import ParityError, PixelrtError
 
 DESCRIPTION = """\
 pixelrt: train autoregressive image models in PyTorch, export them to ONNX
@@ -39,9 +38,15 @@ VAE (docs/vae.md): pixelrt train --model vae, then export / sample [--mean] /
 """
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with pixelrt's one-line errors: `pixelrt CMD: error: WHAT (see pixelrt CMD --help)`, exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pixelrt", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="pixelrt", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"pixelrt {__import__('pixelrt').__version__}")
     _add_global_flags(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -50,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train with AdamW on bits/dim; held-out bits/dim is measured every epoch and "
                                    "the best checkpoint (safetensors + JSON, never pickle) is kept at -o.")
     _add_data_args(p)
-    p.add_argument("--model", default="pixelcnn", help="registered model (default: %(default)s)")
+    p.add_argument("--model", default="pixelcnn", metavar="NAME",
+                   help=f"registered model: {', '.join(MODEL_NAMES)} (default: %(default)s)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="model config override, e.g. --set hidden=64 --set blocks=8 (repeatable)")
     p.add_argument("-o", "--out", required=True, help="checkpoint folder to write")
@@ -83,13 +89,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", type=int_range(1, 4096), default=8,
                    help="held-out images whose log-likelihoods are stored in the bundle as its reference (default: %(default)s)")
     p.add_argument("--force", action="store_true", help="replace an existing bundle at -o (only a pixelrt bundle)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (one log line per step instead)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("sample", help="sample images with a bundle's step graph and write a PNG grid",
                        description="Runs the autoregressive step loop; sampling happens inside the graph from "
                                    "uniform noise drawn up-front from --seed, so a seed gives the same images on "
                                    "every runtime.")
-    p.add_argument("bundle")
+    p.add_argument("bundle", nargs="?", default=None, help="bundle folder (omit with --url)")
+    p.add_argument("--url", default=None, metavar="URL",
+                   help="sample from a pixelrt model on a Triton server instead (http://HOST:PORT or grpc://HOST:PORT; "
+                        "`pixelrt serve`): the same images as the bundle gives locally (docs/serving.md)")
+    p.add_argument("--model", default=None, help="with --url: the served model's name (default: the only one)")
     p.add_argument("-n", "--num", type=int_range(1, 1_000_000), default=16, help="images to sample (default: %(default)s)")
     p.add_argument("--seed", type=seed, default=0, help="seed of the sampling noise: one seed, the same images on every runtime (default: 0)")
     p.add_argument("-o", "--out", default="samples.png", help="PNG grid to write (default: %(default)s)")
@@ -127,9 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="bits/dim of a data set under a bundle's full graph",
                        description="Exact log-likelihood through full.onnx; reports bits/dim on the held-out split.")
-    p.add_argument("bundle")
+    p.add_argument("bundle", help="bundle folder written by `pixelrt export` or `pixelrt calibrate`")
     _add_data_args(p, default=None)
-    p.add_argument("--split", choices=["test", "train", "all"], default="test")
+    p.add_argument("--split", choices=["test", "train", "all"], default="test",
+                   help="which part of the data set split recorded at training time (default: %(default)s)")
     p.add_argument("--batch-size", type=int_range(1, 65536), default=256, help="images per call (VAE: latents per decoder call)")
     p.add_argument("--iwae", type=int_range(1, 100_000), default=None, metavar="K",
                    help="VAE bundles: ELBO and importance-weighted bounds IWAE-1, 10, ... K (default: 100)")
@@ -144,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Prints one table: PyTorch vs ORT bits/dim per image, step-graph vs full-graph "
                                    "conditionals, summed sample log-probs vs full log-likelihood, samples under "
                                    "shared noise, and the causality audit. Exits 1 on any miss beyond budget.")
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", help="checkpoint folder written by `pixelrt train`")
     p.add_argument("--bundle", action="append", default=None,
                    help="bundle to compare (default: export one to a temporary folder); repeat it to compare "
                         "several (e.g. FP32, FP16, INT8) in one precision table: runtime x precision -> bits/dim, "
@@ -162,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--receptive-field", nargs="?", const="auto", default=None, metavar="HxW",
                    help="only measure the receptive field by autograd Jacobian on an HxW image (default: the "
                         "model's size, at most 8x8), beside a plain PixelCNN's; exits 1 on a causality violation")
+    p.add_argument("--png", default=None, metavar="PATH",
+                   help="with --receptive-field: also draw the maps as a PNG (output pixel, pixels read, blind spot, "
+                        "legend)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_runtime_arg(p)
     p.set_defaults(func=cmd_parity)
@@ -219,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "blocks, random weights. Reports ms per image, FLOPs per pixel and the fraction "
                                    "of this CPU's matmul peak measured in the same run.")
     p.add_argument("--json", default=None, help="write one record per measurement to this file")
-    p.add_argument("--model", default="ref28", choices=["ref28", "vae28", "pvae28", "rowlstm", "diagbilstm", "gated28", "pp32", "multiscale"],
+    p.add_argument("--model", default="ref28", choices=["ref28", "vae28", "pvae28", "rowlstm", "diagbilstm", "gated28", "pp32", "multiscale", "plain28"],
                    help="ref28: the PixelCNN sampling benchmark; vae28: VAE decoder images/s, ORT vs PyTorch "
                         "(1x28x28, 256 levels, latent 16, random weights); pvae28: PixelVAE sampling z -> image (same "
                         "image and latent, features graph + conditioned Gated PixelCNN), naive vs cached; rowlstm / diagbilstm: naive vs cached "
@@ -249,6 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
     from pixelrt.gpu_cli import add_commands as add_gpu_commands
 
     add_gpu_commands(sub)  # doctor, build-engine
+    from pixelrt.convert_cli import add_commands as add_convert_commands
+
+    add_convert_commands(sub)  # convert (plain PyTorch modules), import-pclucas (PixelCNN++ weights)
+    from pixelrt.serve_cli import add_commands as add_serve_commands
+
+    add_serve_commands(sub)  # triton, triton-check, serve
 
     p = sub.add_parser("demo", help="train on digits, export, sample, evaluate and check parity in one go",
                        description="About two minutes on 2 CPU cores; every output lands in one folder.")
@@ -270,180 +291,20 @@ def _add_global_flags(p: argparse.ArgumentParser, suppress: bool = False) -> Non
                    help="print the Python traceback of an error (for bug reports)")
 
 
-# -- commands ------------------------------------------------------------------
-
-
-def cmd_sample(args) -> int:
-    from pixelrt import console
-    from pixelrt.argtypes import check_memory
-    from pixelrt.bundle import load_bundle
-    from pixelrt.outputs import check_outputs, write_npz
-    from pixelrt.runtime.grid import save_grid
-    from pixelrt.runtime.pipelines import pipeline
-
-    check_outputs([args.out, args.npz, args.json], protect=[args.bundle])  # before any work
-    bundle = load_bundle(args.bundle)
-    pipe = pipeline(bundle)  # the bundle's kind decides how it samples (runtime/pipelines/)
-    if args.mean:
-        pipe.require(bundle, "mean", "--mean")
-    image = bundle.image
-    # noise, images and log-probs of every image stay in memory until the grid is written
-    check_memory(f"sampling {args.num} images of {'x'.join(map(str, image.shape))}",
-                 args.num * image.channels * image.height * image.width * 16, "-n")
-    context = {}
-    if args.label is not None:
-        if "label" not in bundle.context:
-            raise PixelrtError(f"--label: the bundle {args.bundle} is not label-conditional; drop --label")
-        from pixelrt.runtime.conditioning import parse_labels
-
-        context["label"] = parse_labels(args.label, args.num)
-    elif "label" in bundle.context:
-        raise PixelrtError("this bundle is label-conditional; pass --label (e.g. --label 3, or --label 0-9 for "
-                           "one block of images per class)")
-    res = pipe.sample(bundle, args.num, args.seed, context=context or None, runtime=args.runtime,
-                      batch_size=args.batch_size, progress=console.progress(args), mean=args.mean)
-    blocks = len(set(context["label"])) if "label" in context else 1  # one grid row per label block
-    save_grid(res.images, image.levels, args.out, columns=args.num // blocks if blocks > 1 else None)
-    if args.npz:
-        write_npz(args.npz, protect=[args.bundle], **res.arrays(), seed=args.seed)
-    print(f"{res.summary()}; grid: {args.out}")
-    record = {"command": "sample", "bundle": str(args.bundle), "images": len(res.images), "seed": args.seed,
-              "runtime": res.runtime, "seconds": res.seconds, "grid": str(args.out), "npz": args.npz}
-    if res.bits_per_dim is not None:
-        record["bits_per_dim"] = float(np.mean(res.bits_per_dim))
-    console.emit_json(args.json, record, protect=[args.bundle])
-    return 0
-
-
-def cmd_eval(args) -> int:
-    from pixelrt import console
-    from pixelrt.bundle import load_bundle
-    from pixelrt.outputs import check_outputs
-    from pixelrt.runtime.conditioning import data_context
-    from pixelrt.runtime.pipelines import pipeline
-
-    check_outputs([args.json], protect=[args.bundle])
-    bundle = load_bundle(args.bundle)
-    pipe = pipeline(bundle)
-    if args.iwae is not None:
-        pipe.require(bundle, "iwae", "--iwae")
-    ds, tr, te, record = _split_data(args, bundle.manifest.data_record())
-    part = {"test": te, "train": tr, "all": ds}[args.split]
-    scores = pipe.evaluate(bundle, part.x, context=data_context(bundle.context, part),  # labels from the data set
-                           runtime=args.runtime, batch_size=args.batch_size, progress=console.progress(args), iwae=args.iwae,
-                           seed=args.seed, source=f"{record['spec']} ({args.split} split)")
-    for line in scores.rows():
-        print(line)
-    record = {"command": "eval", "bundle": str(args.bundle), "split": args.split, **scores.summary()}
-    try:
-        check = pipe.check_reference(bundle, args.runtime)  # ParityError (exit 1) beyond budget
-    except ParityError as e:
-        console.emit_json(args.json, {**record, "reference_check": {"ok": False, "error": str(e)}},
-                          protect=[args.bundle])
-        raise
-    print(check.line())
-    console.emit_json(args.json, {**record, "reference_check": {"ok": True, "drift_bits_per_dim": check.drift,
-                                                                "budget": check.budget}}, protect=[args.bundle])
-    return 0
-
-
-def cmd_interpolate(args) -> int:
-    from pixelrt.bundle import load_bundle
-    from pixelrt.outputs import check_outputs
-    from pixelrt.runtime.grid import save_grid
-    from pixelrt.runtime.pipelines import pipeline
-
-    check_outputs([args.out], protect=[args.bundle])
-    bundle = load_bundle(args.bundle)
-    pipe = pipeline(bundle)
-    pipe.require(bundle, "interpolate")
-    ds, tr, te, _ = _split_data(args, bundle.manifest.data_record())
-    x = {"test": te, "train": tr, "all": ds}[args.split].x
-    for i in args.pair:
-        if not 0 <= i < len(x):
-            raise PixelrtError(f"--pair index {i} is out of range: the {args.split} split has {len(x)} images "
-                               f"(0..{len(x) - 1})")
-    a, b = args.pair
-    res = pipe.interpolate(bundle, x[[a, b]], args.steps, args.seed, runtime=args.runtime)
-    save_grid(res.images, bundle.image.levels, args.out, columns=len(res.images))
-    print(f"interpolated {args.split} images {a} -> {b} in {args.steps} steps ({res.description}); grid: {args.out}")
-    return 0
-
-
-def cmd_info(args) -> int:
-    from pixelrt.bundle import FORMAT_VERSION, load_bundle, sub_bundles
-    from pixelrt.runtime.graph_check import check_bundle_graphs
-
-    from pixelrt.outputs import check_outputs
-
-    check_outputs([args.json], protect=[args.bundle])
-    b = load_bundle(args.bundle)
-    m = b.manifest
-    checked = check_bundle_graphs(b)
-    print(f"{b.root}: {b.family} bundle ({b.kind}), format {FORMAT_VERSION}, precision {b.precision}")
-    if m.calibration is not None:  # written by `pixelrt calibrate`
-        cal = m.calibration
-        meas = cal.get("measured") if isinstance(cal.get("measured"), dict) else {}
-        num = lambda k: meas.get(k) if isinstance(meas.get(k), (int, float)) else float("nan")  # noqa: E731
-        cset = cal.get("calibration_set") if isinstance(cal.get("calibration_set"), dict) else {}
-        print(f"  calibrated: method {cal.get('method') or '-'}, set {cset.get('name', '-')}; held-out bits/dim fp32 "
-              f"{num('bits_per_dim_fp32'):.5f} -> {num('bits_per_dim_' + b.precision):.5f}")
-    print(f"  image {'x'.join(map(str, b.image.shape))}, {b.image.levels} levels, head {m.head.kind}")
-    if m.latent is not None:
-        print(f"  kind {b.kind}: latent {m.latent.size}, {m.latent.prior} prior, {m.latent.posterior} posterior; reference bits/dim "
-              "below are the ELBO's")
-    for name, part in m.parts.items():
-        print(f"  part {name}: {part.dir}/ ({part.role}"
-              + (f"; context {part.context}" if part.context else "") + ")")
-    parts = [b] + [sub for _, sub in sub_bundles(b)]  # multi-scale stages, PixelVAE's PixelCNN
-    for part in parts:
-        for name, g in part.graphs.items():
-            rec = m.files[part.prefix + g.file]
-            print(f"  {name:5s} {part.prefix + g.file:10s} {rec.bytes / 1024:8.1f} KiB  sha256 {rec.sha256[:12]}  "
-                  f"inputs {', '.join(g.input_names())}")
-    states = [s for part in parts for s in part.state]
-    state_bytes = sum(s.bytes_per_image for s in states)
-    kinds = sorted({s.update for s in states})
-    print(f"  state: {len(states)} {'/'.join(kinds) or 'ring-row'} state tensors, {state_bytes / 1024:.1f} KiB per image")
-    print(f"  reference bits/dim: {', '.join(f'{v:.4f}' for v in m.reference.bits_per_dim)}")
-    print(f"  manifest valid; {len(m.files)} files inside the bundle, checksums verified; {checked} graphs match the "
-          "manifest")
-    from pixelrt import console
-
-    console.emit_json(args.json, {
-        "bundle": str(b.root), "kind": b.kind, "family": b.family, "precision": b.precision,
-        "format_version": FORMAT_VERSION, "image": b.image.to_json(), "head": m.head.kind,
-        "graphs": {part.prefix + name: {"file": part.prefix + g.file, "bytes": m.files[part.prefix + g.file].bytes,
-                                        "sha256": m.files[part.prefix + g.file].sha256, "inputs": g.input_names()}
-                   for part in parts for name, g in part.graphs.items()},
-        "state_bytes_per_image": state_bytes, "reference_bits_per_dim": list(m.reference.bits_per_dim),
-        "files": len(m.files), "checksums_verified": True}, protect=[args.bundle])
-    return 0
-
-
-def cmd_verify(args) -> int:
-    from pixelrt import console
-    from pixelrt.bundle import load_bundle
-    from pixelrt.outputs import check_outputs
-    from pixelrt.runtime.bundle_checks import verify_bundle
-
-    check_outputs([args.json], protect=[args.bundle])
-    bundle = load_bundle(args.bundle)  # manifest, containment, every checksum
-    report = verify_bundle(bundle, args.runtime, samples=args.samples, seed=args.seed)
-    print(report.table())
-    console.emit_json(args.json, report.as_dict(), protect=[args.bundle])
-    report.raise_on_miss()  # ParityError: exit 1
-    print(f"{bundle.root}: all {len(report.rows)} checks within budget on {args.runtime}")
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     """The `pixelrt` command: exit 0 ok, 1 a parity/budget miss, 2 a user or input error, 3 an internal
     error (pixelrt/faults.py); never a traceback unless --debug."""
     from pixelrt import console, faults
     from pixelrt.atomic import sweep_scratch
 
-    args = build_parser().parse_args(argv)  # argparse itself exits 2 on a bad argument, with one message
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any("\x00" in str(a) for a in argv):  # no path or value may hold one; the OS would refuse it later
+        print("pixelrt: error: an argument contains a NUL byte; no file name or value can hold one", file=sys.stderr)
+        return faults.USER
+    try:
+        args = build_parser().parse_args(argv)  # a bad argument: usage and one message from argparse, exit 2
+    except SystemExit as e:  # --help, --version (0) and argument errors (2) return their code
+        return e.code if isinstance(e.code, int) else faults.USER
     console.configure(args.verbose, args.quiet)
     faults.install_signal_handlers()
     sweep_scratch()  # scratch folders of killed runs

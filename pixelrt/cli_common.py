@@ -8,6 +8,10 @@ import json
 from pixelrt.argtypes import float_range, int_range, seed
 from pixelrt.errors import PixelrtError
 
+# the registered model families, named here so that `--help` lists them without importing torch
+# (tests/test_cli_help.py checks this list against the registry)
+MODEL_NAMES = ("pixelcnn", "gated", "pixelcnnpp", "rowlstm", "diagbilstm", "multiscale", "vae", "pixelvae", "resgated")
+
 
 def _add_data_args(p: argparse.ArgumentParser, default: str | None = "digits") -> None:
     from pixelrt.data import SPEC_HELP

@@ -51,7 +51,8 @@ def cmd_train(args) -> int:
     params = sum(p.numel() for p in model.parameters())
     print(f"training {args.model} ({params / 1e6:.2f} M parameters) on {ds.name}: {len(tr)} train / {len(te)} "
           f"held-out images of {C}x{H}x{W}, {ds.levels} levels")
-    result = train(model, tr, te, cfg, out, checkpoint_meta(tr, te, record), progress=console.progress(args))
+    result = train(model, tr, te, cfg, out, checkpoint_meta(tr, te, record), progress=console.progress(args),
+                   log=console.log.info)  # epoch lines: diagnostics on stderr; the summary below is the result
     if result.best_epoch < 1:
         raise PixelrtError(f"training stopped before the first epoch ended (--minutes {args.minutes}); no checkpoint "
                            "was written: give it more time")
@@ -75,10 +76,11 @@ def cmd_export(args) -> int:
     image = ImageSpec(**meta["image"])
     _, _, test, record = _split_data(args, meta.get("data"))
     t0 = time.perf_counter()
-    result = export_bundle(model, image, test.x[: args.reference], args.out, overwrite=args.force,
-                           source={"checkpoint": str(args.checkpoint), "data": record,
-                                   "weights_sha256": meta["weights"]["sha256"]},
-                           **_model_context(model, test, args.reference))
+    with console.Steps("export", args) as steps:
+        result = export_bundle(model, image, test.x[: args.reference], args.out, overwrite=args.force, log=steps,
+                               source={"checkpoint": str(args.checkpoint), "data": record,
+                                       "weights_sha256": meta["weights"]["sha256"]},
+                               **_model_context(model, test, args.reference))
     files = sorted(result.bundle.manifest.files)
     print(f"{result.bundle.kind} bundle written to {args.out} in {time.perf_counter() - t0:.1f} s: "
           f"{', '.join(files)}, manifest.json")
@@ -95,7 +97,9 @@ def cmd_parity(args) -> int:
     from pixelrt.parity.options import ParityOptions
     from pixelrt.parity.table import PARITY, kind_of, lookup
 
-    check_outputs([args.json], protect=[args.checkpoint, *(args.bundle or [])])
+    if args.png and args.receptive_field is None:
+        raise PixelrtError("--png draws the receptive-field maps; add --receptive-field")
+    check_outputs([args.json, args.png], protect=[args.checkpoint, *(args.bundle or [])])
     model, meta = load_checkpoint(args.checkpoint)
     if args.receptive_field is not None:
         return _receptive_field(args, model, meta)
@@ -119,7 +123,7 @@ def _report(report, json_path) -> int:
 
 
 def _receptive_field(args, model, meta) -> int:
-    from pixelrt.parity.receptive_field import format_fields
+    from pixelrt.parity.receptive_field import format_fields, save_field_maps
     from pixelrt.parity.table import FIELDS, kind_of, lookup
 
     size = None
@@ -133,6 +137,8 @@ def _receptive_field(args, model, meta) -> int:
             raise PixelrtError(f"--receptive-field {h}x{w}: use 2..16 per side (the Jacobian has (HW)^2 entries)")
     reports = lookup(FIELDS, kind_of(model), "pixelrt parity --receptive-field")(model, meta, size, args.seed)
     print(format_fields(reports))
+    if args.png:
+        print(f"receptive-field maps: {save_field_maps(reports, args.png)}")
     console.emit_json(args.json, [r.as_dict() for r in reports])
     bad = [r for r in reports if r.audit.violations]
     if bad:
@@ -152,7 +158,7 @@ def cmd_calibrate(args) -> int:
     res = calibrate_bundle(bundle.root, args.out, args.precision, test.x[: args.heldout],
                            calib_x=train.x[: args.calib_images], data_name=f"{record['spec']}",
                            method=args.method, overwrite=args.force, step_images=args.step_images,
-                           step_feeds_max=args.step_feeds, progress=console.progress(args))
+                           step_feeds_max=args.step_feeds, progress=console.progress(args), log=console.log.info)
     m = res.bundle.manifest.calibration["measured"]  # this run's own record, just written
     for method, bpd in res.candidates.items():
         print(f"  {method:10s} held-out {bpd:.5f} bits/dim ({(bpd - res.fp32_bpd) / res.fp32_bpd:+.2%})"

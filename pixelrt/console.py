@@ -99,3 +99,35 @@ def _jsonable(value):
     if hasattr(value, "tolist"):
         return value.tolist()
     return str(value)
+
+
+class Steps:
+    """The ``log`` callable a long command hands to export / calibrate / train: each message is one step.
+
+    On a terminal it is a progress bar whose description is the current step (steps done so far counted);
+    elsewhere (a pipe, a CI log, -q) each step is one INFO line through the ``pixelrt`` logger on stderr.
+    """
+
+    def __init__(self, what: str, args=None):
+        self.bar = None
+        if progress(args):
+            from tqdm import tqdm
+
+            self.bar = tqdm(desc=what, unit="step", leave=False, bar_format="{desc}: {n_fmt} steps [{elapsed}]")
+
+    def __call__(self, message: str) -> None:
+        if self.bar is None:
+            log.info(message)
+            return
+        self.bar.set_description_str(message[:70])
+        self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -9,6 +9,8 @@ import json
 import time
 from pathlib import Path
 
+from pixelrt.outputs import write_text
+
 
 def run_demo(out: Path, minutes: float = 1.0) -> int:
     from pixelrt.data import load_dataset, split
@@ -59,8 +61,8 @@ def run_demo(out: Path, minutes: float = 1.0) -> int:
     held, _ = heldout_sample(te, 64, seed=0)  # a seeded sample of the whole held-out split, not its first 64
     report = run_parity(model, bundle, held.x, samples=8, teacher=8, log=lambda s: None)
     table = report.table()
-    (out / "parity.txt").write_text(table + "\n")
-    (out / "parity.json").write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+    write_text(out / "parity.txt", table + "\n")
+    write_text(out / "parity.json", json.dumps(report.as_dict(), indent=2) + "\n")
     print(table)
 
     summary = {
@@ -73,7 +75,7 @@ def run_demo(out: Path, minutes: float = 1.0) -> int:
         "parity_ok": report.ok,
         "total_seconds": round(time.perf_counter() - t_start, 1),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     print(f"\nsummary ({out}/):")
     print(f"  held-out bits/dim: {summary['held_out_bits_per_dim_ort']:.4f} in ORT "
           f"(PyTorch {summary['held_out_bits_per_dim_torch']:.4f}), best epoch {result.best_epoch}, "

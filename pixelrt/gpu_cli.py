@@ -49,7 +49,7 @@ def add_commands(sub) -> None:
                                    "TensorRT's ONNX parser does not support (from its published operator matrix), "
                                    "with node names, reports the GPU environment, and prints the memory estimate of "
                                    "a build profile. Needs no GPU. Exits 1 when a graph would not build.")
-    p.add_argument("bundle")
+    p.add_argument("bundle", help="bundle folder written by `pixelrt export` or `pixelrt calibrate`")
     p.add_argument("--target", choices=TARGETS, default="tensorrt", help="deployment target (default: %(default)s)")
     p.add_argument("--profile", choices=list(PROFILES), default="server",
                    help="build profile for the memory estimate (default: %(default)s)")
@@ -60,7 +60,7 @@ def add_commands(sub) -> None:
                                    "sha256, GPU, compute capability, TensorRT version and these options, built once "
                                    "under a file lock, and rebuilt (never loaded) on another GPU or TensorRT. "
                                    "Precision comes from the graph: build the FP16/INT8 bundle of `pixelrt calibrate`.")
-    p.add_argument("bundle")
+    p.add_argument("bundle", help="bundle folder written by `pixelrt export` or `pixelrt calibrate`")
     p.add_argument("--profile", choices=list(PROFILES), default="server",
                    help="; ".join(f"{k}: {v.note}" for k, v in PROFILES.items()) + " (default: %(default)s)")
     p.add_argument("--dla-core", type=int_range(0, 1), default=None, metavar="N",

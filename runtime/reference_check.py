@@ -26,6 +26,17 @@ def bpd_budget(precision: str, fp32_bpd: float) -> float:
     raise ValueError(f"unknown precision {precision!r}")
 
 
+def step_vs_full_budget(precision: str, fp32_bpd: float) -> float:
+    """Largest allowed per-image |summed step log p - full graph| in bits/dim, same precision.
+
+    FP32 keeps the foundation's 1e-5. A reduced-precision step graph is a different rounding
+    of the same network (matmuls on cached rows instead of convolutions), so each of the two
+    graphs may sit up to one precision budget from FP32 in opposite directions: by the
+    triangle inequality they may differ by twice the budget, and by no more without one of
+    them missing its own budget (docs/precision.md)."""
+    return bpd_budget(precision, fp32_bpd) * (1 if precision == "fp32" else 2)
+
+
 def within(value: float, budget: float) -> bool:
     """``value <= budget`` that fails closed: NaN is a miss."""
     return bool(value <= budget)

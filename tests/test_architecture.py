@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {"pixelrt": "pixelrt", "bundle": "pixelrt.bundle", "models": "pixelrt.models",
             "export": "pixelrt.export", "runtime": "pixelrt.runtime", "calibration": "pixelrt.calibration",
-            "bench": "pixelrt.bench", "parity": "pixelrt.parity"}
+            "bench": "pixelrt.bench", "parity": "pixelrt.parity", "serving": "pixelrt.serving"}
 # layer -> packages it must never import (the CLI and the demo in pixelrt/ wire everything together)
 FORBIDDEN = {
     "pixelrt.models": ("pixelrt.runtime", "pixelrt.export", "pixelrt.calibration", "pixelrt.bench",
@@ -18,6 +18,8 @@ FORBIDDEN = {
     "pixelrt.runtime": ("pixelrt.models", "pixelrt.export", "pixelrt.calibration", "pixelrt.bench",
                         "pixelrt.parity", "torch"),
     "pixelrt.calibration": ("pixelrt.models", "pixelrt.export", "pixelrt.bench", "pixelrt.parity", "torch"),
+    "pixelrt.serving": ("pixelrt.models", "pixelrt.export", "pixelrt.calibration", "pixelrt.bench", "pixelrt.parity",
+                        "torch"),
 }
 
 

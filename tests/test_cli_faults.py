@@ -81,6 +81,7 @@ BAD_NUMBERS = [
     (["export", "{d}/ckpt", "-o", "{d}/x", "--reference", "-3"], r"--reference: -3 is out of range"),
     (["parity", "{d}/ckpt", "-n", "-1"], r"-n/--num: -1 is out of range"),
     (["verify", "{b}", "--samples", "0"], r"--samples: 0 is out of range"),
+    (["sample", "{b}", "-o", "a\x00b.png"], r"contains a NUL byte"),
 ]
 
 
@@ -391,3 +392,13 @@ def test_json_dash_writes_one_document_to_stdout(work):
     r = _cli("verify", work / "bundle", "--json", "-")
     assert r.returncode == OK and json.loads(r.stdout)["ok"] is True  # the table went to stderr
     assert "causality probe" in r.stderr
+
+
+def test_diagnostics_go_to_stderr_and_quiet_keeps_only_results(work, capsys, tmp_path):
+    argv = ["train", "--data", work / "tiny.npz", "-o", tmp_path / "c", *TRAIN]
+    code, out, err = run(argv, capsys)
+    assert code == OK, err
+    assert "epoch   1" in err and "epoch   1" not in out  # per-epoch lines: diagnostics
+    assert "best held-out" in out  # the result
+    code, out, err = run([*argv, "--force", "-q"], capsys)
+    assert code == OK and "epoch" not in err and "best held-out" in out

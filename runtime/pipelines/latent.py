@@ -1,12 +1,14 @@
 """The latent-variable kinds: ``kind: "vae"`` (``runtime/vae.py``: encoder and decoder graphs) and
 ``kind: "pixelvae"`` (``runtime/pixelvae.py``: encoder, features graph, a conditioned Gated PixelCNN).
-Both score with the same host estimators: the ELBO and the IWAE-K ladder. Torch-free."""
+Both score with the same host estimators: the ELBO and the IWAE-K ladder, and warn when the KL shows a
+collapsed posterior (``pixelrt.diagnostics``). Torch-free."""
 from __future__ import annotations
 
 from contextlib import contextmanager
 
 import numpy as np
 
+from pixelrt.diagnostics import warn_kl_collapse
 from pixelrt.runtime.pipelines.base import Interpolation, Pipeline, Samples, Scores, timing
 
 DEFAULT_IWAE = 100
@@ -33,6 +35,7 @@ class LatentPipeline(Pipeline):
         ks = iwae_ladder(k) if k >= 1 else [k]  # k < 1: the estimator names the problem
         with self._bounds(bundle, runtime) as f:
             res = f(x, ks, seed=seed, batch_size=batch_size, progress=progress, source=source)
+        warn_kl_collapse(float(np.mean(res.kl)), bundle.family, where=source)  # the `pixelrt` logger: stderr
         return Scores(bundle.image, res.elbo, bundle.image.bits_per_dim(res.elbo), elbo=res.elbo, kl=res.kl,
                       recon=res.recon, iwae=dict(res.iwae))
 

@@ -257,7 +257,7 @@ def test_cli_sample_unloadable_graph(capsys, grey_bundle, tmp_path):
 def test_cli_sample_n_zero(capsys, grey_bundle, tmp_path, n):
     code, out, err = _cli(capsys, ["sample", grey_bundle[1].root, "-n", n, "-o", tmp_path / "s.png"])
     assert code == 2
-    assert f"-n must be at least 1, got {n}" in _one_error_line(err, "sample")
+    assert f"argument -n/--num: {n} is out of range: use 1..1000000" in _one_error_line(err, "sample")
     assert not (tmp_path / "s.png").exists()
 
 

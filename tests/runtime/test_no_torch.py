@@ -188,7 +188,7 @@ def test_python_api_on_every_kind_without_torch(grey_bundle, vae_grey_bundle, mu
 
 # Folders whose every module must import without torch, and the package each maps to (setup.py package_dir).
 TORCH_FREE = {"pixelrt": "pixelrt", "bundle": "pixelrt.bundle", "runtime": "pixelrt.runtime",
-              "calibration": "pixelrt.calibration"}
+              "calibration": "pixelrt.calibration", "serving": "pixelrt.serving"}
 
 # The CLI is shared by runtime and export installs: these commands need the export extra and import
 # torch-side modules lazily inside the function. Everything else (parser, main, sample, eval, info,
@@ -197,6 +197,8 @@ LAZY_EXPORT_COMMANDS = {
     "pixelrt/cli_model.py": {"cmd_train", "cmd_export", "cmd_parity", "_receptive_field", "_precision_parity",
                              "cmd_bench", "cmd_demo"},
     "pixelrt/demo.py": {"run_demo"},
+    "pixelrt/serve_cli.py": {"_bench"},  # `pixelrt serve --bench` without a bundle builds the ref28 model
+    "pixelrt/convert_cli.py": {"cmd_convert", "cmd_import_pclucas", "load_module_class"},  # PyTorch models in
 }
 
 

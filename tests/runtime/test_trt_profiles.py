@@ -61,7 +61,7 @@ def test_memory_estimate_counts_weights_state_and_workspace(grey_bundle):
     assert "pixelrt calibrate" in precision_advice(nano, "fp32") and precision_advice(nano, "fp16") is None
 
 
-def test_gpu_commands_without_a_gpu_name_what_is_missing(grey_bundle, capsys):
+def test_gpu_commands_without_a_gpu_name_what_is_missing(grey_bundle, capsys, tmp_path):
     _, bundle = grey_bundle
     assert main(["build-engine", str(bundle.root), "--profile", "jetson-orin-nano"]) == 2
     captured = capsys.readouterr()
@@ -69,9 +69,10 @@ def test_gpu_commands_without_a_gpu_name_what_is_missing(grey_bundle, capsys):
     err = captured.err.strip().splitlines()
     assert len(err) == 1 and "TensorRT" in err[0] and "pip install pixelrt[gpu]" in err[0]
     for runtime in ("trt", "ort-trt", "ort-cuda"):
-        assert main(["sample", str(bundle.root), "-n", "1", "--runtime", runtime, "-o", "/dev/null"]) == 2
+        assert main(["sample", str(bundle.root), "-n", "1", "--runtime", runtime, "-o", str(tmp_path / "s.png")]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "pixelrt[gpu]" in err[0], (runtime, err)
+        assert not (tmp_path / "s.png").exists()
     assert main(["build-engine", str(bundle.root), "--graphs", "decoder"]) == 2
     assert "no graph 'decoder'; it has: full, step" in capsys.readouterr().err
 
