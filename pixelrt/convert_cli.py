@@ -88,27 +88,15 @@ def _json_arg(text: str, what: str) -> dict:
 
 
 def cmd_convert(args) -> int:
-    import torch
-
     import pixelrt
     from pixelrt.models.derive import Adapter
-    from pixelrt.models.pclucas import read_state_dict
+    from pixelrt.models.derive.user import build_user_module
 
     adapter = Adapter.from_json(_json_arg(args.adapter, "--adapter"))
     C, H, W = parse_image(args.image)
     cls = load_module_class(args.module)
-    try:
-        module = cls(**_json_arg(args.init, "--init"))
-    except TypeError as e:
-        raise PixelrtError(f"{cls.__name__}(**--init) failed: {e}") from None
-    if args.weights:
-        try:
-            module.load_state_dict(read_state_dict(args.weights), strict=True)
-        except RuntimeError as e:
-            detail = " ".join(str(e).split())[:300]
-            raise PixelrtError(f"{args.weights} does not fit {cls.__name__} ({detail})") from None
-    torch.manual_seed(0)
-    result = pixelrt.export_model(module.eval(), image=(C, H, W, adapter.levels), out=args.out, data=args.data,
+    module = build_user_module(cls, _json_arg(args.init, "--init"), args.weights)
+    result = pixelrt.export_model(module, image=(C, H, W, adapter.levels), out=args.out, data=args.data,
                                   adapter=adapter, overwrite=args.force,
                                   source={"converted": args.module, "weights": args.weights})
     print(result.report.table())
