@@ -15,7 +15,8 @@ from pathlib import PurePosixPath
 from typing import Callable
 
 from pixelrt.bundle.fields import Field
-from pixelrt.bundle.records import (BATCH, ConditioningSpec, FileRecord, GraphSpec, HeadSpec, ImageSpec, LatentSpec,
+from pixelrt.bundle.graphs import WAVE_INPUTS
+from pixelrt.bundle.records import (BATCH, PIXELS, ConditioningSpec, FileRecord, GraphSpec, HeadSpec, ImageSpec, LatentSpec,
                                     PartSpec, ReferenceSpec, TensorSpec)
 from pixelrt.bundle.state import RING_KINDS, StateSpec, StepSchedule
 
@@ -327,6 +328,47 @@ class Manifest:
                                                  f"needs {st.dtype} {list(want)}")
         if total > MAX_STATE_TOTAL:
             f["state"].fail(f"adds up to {total} bytes per image, at most {MAX_STATE_TOTAL} are allowed")
+        if s.wavefront is not None:
+            self._check_wavefront(f["schedule"]["wavefront"])
+
+    def _check_wavefront(self, f: Field) -> None:
+        """A wavefront schedule: its graph, states the host can commit per pixel, and a lag no smaller than
+        every ring's reach into the row above (row i must not read a column row i - 1 has not written)."""
+        s, (C, H, W) = self.schedule, self.image.shape
+        wave = self.graphs.get(s.wavefront.graph)
+        if wave is None or s.wavefront.graph in ("full", "step"):
+            f["graph"].fail(f"names {s.wavefront.graph!r}, which is not a graph of its own in graphs")
+        if s.row_graph is not None:
+            f.fail("cannot go with a per-row graph (schedule.row_graph): a row graph needs the whole row above")
+        if s.wavefront.lag > W:
+            f["lag"].fail(f"({s.wavefront.lag}) is wider than the image ({W})")
+        for st in self.state:
+            if st.update != "ring-row":
+                f.fail(f"needs ring-row states only; state {st.name!r} is {st.update!r}")
+            if st.rows < st.pad + 1 or s.wavefront.lag < st.pad + 1:
+                f["lag"].fail(f"({s.wavefront.lag}) must exceed state {st.name!r}'s pad ({st.pad}), and its rows "
+                              f"({st.rows}) must cover the pad: row i reads up to pad columns right in the rows above")
+            t = wave.input(st.name)
+            if t is None or (t.dtype, tuple(t.shape)) != (st.dtype, tuple(st.shape)):
+                f["graph"].fail(f"graph {s.wavefront.graph!r} must take state {st.name!r} as {st.dtype} "
+                                f"{list(st.shape)}")
+            out = wave.output(st.source)
+            want = (BATCH, PIXELS, st.shape[1], st.shape[4])
+            if out is None or tuple(out.shape) != want or out.dtype != st.dtype:
+                f["graph"].fail(f"graph {s.wavefront.graph!r} must give {st.source!r} as {st.dtype} {list(want)}")
+        known = {st.name for st in self.state} | set(s.context) | set(WAVE_INPUTS)
+        extra = [t.name for t in wave.inputs if t.name not in known]
+        if extra:
+            f["graph"].fail(f"graph {s.wavefront.graph!r} lists {extra[0]!r}, which is neither a wavefront input, "
+                            "a state nor the schedule's context")
+        cps = s.channels_per_substep(C)
+        for side, want in (("inputs", TensorSpec("rows", "int64", (PIXELS,))),
+                           ("inputs", TensorSpec("cols", "int64", (PIXELS,))),
+                           ("outputs", TensorSpec("value", "int64", (BATCH, PIXELS) + (() if cps == 1 else (cps,))))):
+            got = (wave.input if side == "inputs" else wave.output)(want.name)
+            if got is None or (got.dtype, tuple(got.shape)) != (want.dtype, want.shape):
+                f["graph"].fail(f"graph {s.wavefront.graph!r} must have {side[:-1]} {want.name!r} as {want.dtype} "
+                                f"{list(want.shape)}")
 
 
 def _absent(f: Field, key: str, kind: str):

@@ -17,6 +17,8 @@ from pixelrt.data import check_images
 from pixelrt.errors import DataError
 
 BATCH = "batch"
+PIXELS = "pixels"          # a wavefront graph's pixels in flight (docs/bundle.md, "wavefront")
+SYMBOLIC = (BATCH, PIXELS)
 MAX_SIDE = 4096            # image height / width
 MAX_CHANNELS = 16
 MAX_DIMS = 1 << 24         # C * H * W
@@ -126,8 +128,8 @@ class TensorSpec:
 def parse_shape(f: Field, symbolic: bool = True) -> tuple:
     dims = []
     for d in f.list(0, MAX_RANK):
-        if symbolic and d.value == BATCH:
-            dims.append(BATCH)
+        if symbolic and d.value in SYMBOLIC:
+            dims.append(d.value)
         else:
             dims.append(d.int(0, MAX_AXIS))
     return tuple(dims)

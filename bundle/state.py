@@ -87,6 +87,37 @@ class StateSpec:
 
 ORDERS = ("raster",)
 COMMITS = ("after-last-substep",)
+MAX_LAG = 4096
+
+
+@dataclass(frozen=True)
+class Wavefront:
+    """Several pixels of each image per call (manifest ``schedule.wavefront``).
+
+    ``graph`` (a key of the manifest's ``graphs``) is the step graph with per-pixel positions: its inputs
+    ``rows``/``cols`` (pixels,) name the pixels in flight, which form a "pixels" axis after the batch
+    axis of ``pixel``, ``force``, ``noise`` and of every ring state's new column. Row i runs ``lag``
+    pixels behind row i - 1, so at call t the pixels (i, t - lag * i) are independent: W + lag * (H - 1)
+    calls per sub-step instead of H * W. Sub-steps and commits are the raster schedule's, per pixel.
+    """
+
+    graph: str
+    lag: int
+
+    def calls(self, height: int, width: int) -> int:
+        return width + self.lag * (height - 1)
+
+    def in_flight(self, t: int, height: int, width: int) -> tuple[int, int]:
+        """Rows [lo, hi) in flight at call t; row i is at column t - lag * i."""
+        return max(0, -(-(t - width + 1) // self.lag)), min(height - 1, t // self.lag) + 1
+
+    def to_json(self) -> dict:
+        return {"graph": self.graph, "lag": self.lag}
+
+    @classmethod
+    def parse(cls, f: Field) -> "Wavefront":
+        f.obj(("graph", "lag"))
+        return cls(f["graph"].name(), f["lag"].int(1, MAX_LAG))
 
 
 @dataclass(frozen=True)
@@ -107,6 +138,7 @@ class StepSchedule:
     sampler: str = "inverse-cdf"
     order: str = "raster"
     commit: str = "after-last-substep"
+    wavefront: Wavefront | None = None
 
     def channels_per_substep(self, channels: int) -> int:
         return channels // self.substeps_per_pixel
@@ -118,7 +150,8 @@ class StepSchedule:
     def to_json(self) -> dict:
         return {"order": self.order, "substeps_per_pixel": self.substeps_per_pixel,
                 "noise_per_substep": self.noise_per_substep, "commit": self.commit, "sampler": self.sampler,
-                "context": list(self.context), "row_graph": self.row_graph}
+                "context": list(self.context), "row_graph": self.row_graph,
+                "wavefront": None if self.wavefront is None else self.wavefront.to_json()}
 
     @classmethod
     def from_json(cls, d: dict, channels: int) -> "StepSchedule":
@@ -131,9 +164,10 @@ class StepSchedule:
 
     @classmethod
     def parse(cls, f: Field) -> "StepSchedule":
-        f.obj(("order", "substeps_per_pixel", "noise_per_substep", "commit", "sampler", "context", "row_graph"))
+        f.obj(("order", "substeps_per_pixel", "noise_per_substep", "commit", "sampler", "context", "row_graph"),
+              ("wavefront",))
         ctx = tuple(c.name() for c in f["context"].list(0, 16))
-        row = f.get("row_graph")
+        row, wave = f.get("row_graph"), f.get("wavefront")
         return cls(f["substeps_per_pixel"].int(1, MAX_CHANNELS), f["noise_per_substep"].int(1, 1024), ctx,
                    row and row.name(), f["sampler"].str(max_len=256), f["order"].str(ORDERS),
-                   f["commit"].str(COMMITS))
+                   f["commit"].str(COMMITS), wave and Wavefront.parse(wave))

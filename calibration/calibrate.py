@@ -186,12 +186,24 @@ def _int8(bundle, tmp, calib_x, heldout_x, method, step_images, step_feeds_max, 
     return conversion, chosen, candidates
 
 
+def drop_wavefront(m: Manifest) -> Manifest:
+    """The manifest without its wavefront graph: a reduced-precision copy samples with the raster loop, whose
+    step graph calibration converts and measures (the wavefront graph is not converted; docs/calibration.md)."""
+    front = m.schedule.wavefront if m.schedule else None
+    if front is None:
+        return m
+    file = m.graphs[front.graph].file
+    return replace(m, graphs={k: g for k, g in m.graphs.items() if k != front.graph},
+                   files={k: r for k, r in m.files.items() if k != file},
+                   schedule=replace(m.schedule, wavefront=None))
+
+
 def _manifest(bundle: Bundle, precision: str, method: str | None, conversion: dict, calib: dict | None) -> Manifest:
-    m = bundle.manifest
+    m = drop_wavefront(bundle.manifest)
     producer = {"fp16": "pixelrt calibrate (onnxruntime.transformers.float16)",
                 "int8": "pixelrt calibrate (onnxruntime.quantization, QDQ)"}[precision]
     files = dict(m.files)
-    for g in bundle.graphs.values():
+    for g in m.graphs.values():
         old = m.files[g.file]
         files[g.file] = pending({**old.provenance, "producer": producer, "onnxruntime": onnxruntime.__version__,
                                  "fp32_sha256": old.sha256})

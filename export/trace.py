@@ -17,11 +17,13 @@ import torch
 from torch import nn
 
 from pixelrt.bundle import BATCH, GraphSpec
+from pixelrt.bundle.records import PIXELS
 from pixelrt.errors import PixelrtError
 from pixelrt.models.layers import freeze_masks
 
 OPSET = 20
 TRACE_BATCH = 2  # export traces at this batch; validation runs at another one
+TRACE_PIXELS = 3  # a wavefront graph's pixels in flight at trace time (another size than the batch)
 DTYPES = {"uint8": torch.uint8, "int64": torch.int64, "float32": torch.float32, "float16": torch.float16}
 
 
@@ -83,20 +85,24 @@ def _cast_uint8_before_shape(path: Path) -> None:
 def example_inputs(spec: GraphSpec, batch: int = TRACE_BATCH) -> tuple:
     """Trace inputs from a graph's I/O records: zeros of each shape and dtype at ``batch`` (a mid-image
     position for the step protocol's scalars, ``force`` -1 and ``noise`` 0.5 so a sample is drawn)."""
-    fill = {"row": 1, "col": 1, "force": -1, "noise": 0.5}
+    fill = {"row": 1, "col": 1, "rows": 1, "cols": 1, "force": -1, "noise": 0.5}
     out = []
     for t in spec.inputs:
-        shape = tuple(batch if d == BATCH else d for d in t.shape)
+        shape = tuple(batch if d == BATCH else TRACE_PIXELS if d == PIXELS else d for d in t.shape)
         out.append(torch.full(shape, fill.get(t.name, 0), dtype=DTYPES[t.dtype]))
     return tuple(out)
 
 
-def dynamic_shapes(module: nn.Module, args: tuple, batch) -> tuple:
-    """torch.export dynamic_shapes: the batch axis of every non-scalar input; the arguments a
-    ``forward(a, b, *rest)`` takes as varargs go in one nested tuple, as torch.export wants."""
+def dynamic_shapes(module: nn.Module, args: tuple, batch, spec: GraphSpec | None = None, pixels=None) -> tuple:
+    """torch.export dynamic_shapes: the batch axis of every non-scalar input (and, in a wavefront graph,
+    every axis its record declares "pixels"); the arguments a ``forward(a, b, *rest)`` takes as varargs go
+    in one nested tuple, as torch.export wants."""
     params = list(inspect.signature(module.forward).parameters.values())
     fixed = next((k for k, p in enumerate(params) if p.kind == p.VAR_POSITIONAL), len(params))
-    dims = [{0: batch} if a.dim() > 0 else None for a in args]
+    records = spec.inputs if spec is not None else [None] * len(args)
+    dims = [({k: batch if d == BATCH else pixels for k, d in enumerate(t.shape) if d in (BATCH, PIXELS)} or None)
+            if t is not None and PIXELS in t.shape else {0: batch} if a.dim() > 0 else None
+            for a, t in zip(args, records)]
     return (*dims[:fixed], tuple(dims[fixed:])) if len(dims) > fixed else tuple(dims)
 
 
@@ -104,6 +110,7 @@ def export_graph(module: nn.Module, spec: GraphSpec, path: Path, trace=contextli
     """Trace ``module`` to ``path`` with the inputs, outputs and dynamic batch axis its record declares."""
     args = example_inputs(spec)
     batch = torch.export.Dim("batch", min=1, max=65536)
+    pixels = torch.export.Dim("pixels", min=1, max=4096)
     with trace():
         _export(freeze_masks(module), args, path, spec.input_names(), spec.output_names(),
-                dynamic_shapes(module, args, batch))
+                dynamic_shapes(module, args, batch, spec, pixels))

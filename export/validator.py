@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from pixelrt.bundle import BATCH, GraphSpec, ImageSpec
+from pixelrt.bundle.records import PIXELS
 from pixelrt.errors import ParityError
 from pixelrt.runtime.parity import ParityReport, Row, agreement_row, diff_row
 
@@ -32,8 +33,13 @@ def positions(height: int, width: int, rng: np.random.Generator) -> list[tuple[i
     return sorted(pts)
 
 
+VALIDATE_PIXELS = 4  # a wavefront graph's pixels in flight at validation (traced with 3)
+
+
 def _feed(t, batch: int, image: ImageSpec, rng, given: dict, scalars: dict, classes: dict) -> np.ndarray:
-    shape = tuple(batch if d == BATCH else d for d in t.shape)
+    shape = tuple(batch if d == BATCH else VALIDATE_PIXELS if d == PIXELS else d for d in t.shape)
+    if t.name in ("rows", "cols") and PIXELS in t.shape:  # a wavefront's pixels in flight: any valid positions
+        return rng.integers(0, image.height if t.name == "rows" else image.width, shape).astype(np.int64)
     if t.name in given and given[t.name].shape[1:] == shape[1:]:
         return np.ascontiguousarray(given[t.name][:batch])
     if t.name in scalars:

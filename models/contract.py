@@ -9,6 +9,8 @@ An autoregressive model is exportable when it has
 and optionally
 
     row_module(image) -> StepModule               # runs once per finished row (step.schedule.row_graph)
+    wave_module(image) -> StepModule              # several pixels per call (declares ``wavefront``; see
+                                                  # bundle.state.Wavefront), on the step module's states
     conditioning -> tuple[ConditioningSpec]        # per-image context inputs (label, map), default none
     head -> HeadSpec                              # default: a categorical over config.levels
     trace_context() -> context manager            # around tracing (e.g. torch.cond branches)
@@ -28,6 +30,7 @@ one validator checks them (docs/export-your-model.md).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -37,6 +40,7 @@ from torch import nn
 
 from pixelrt.bundle import ConditioningSpec, GraphSpec, HeadSpec, ImageSpec, LatentSpec, StateSpec, StepSchedule
 from pixelrt.bundle.graphs import full_graph
+from pixelrt.bundle.state import Wavefront
 from pixelrt.errors import PixelrtError
 
 REQUIRED = {
@@ -155,7 +159,16 @@ def autoregressive_spec(model: nn.Module, image: ImageSpec) -> ExportSpec:
                                f"{step.schedule.row_graph!r} but the model has no row_module(image); see {DOCS}")
         row = _declared(model, "row_module", model.row_module(image))
         graphs[step.schedule.row_graph] = Graph(row, row.graph, trace)
-    return ExportSpec("autoregressive", model, image, graphs, head(model, image), tuple(step.states), step.schedule, ctx)
+    schedule = step.schedule
+    if callable(getattr(model, "wave_module", None)):
+        wave = _declared(model, "wave_module", model.wave_module(image))
+        front = getattr(wave, "wavefront", None)
+        if not isinstance(front, Wavefront) or tuple(getattr(wave, "states", step.states)) != tuple(step.states):
+            raise PixelrtError(f"{type(model).__name__}.wave_module(image) must declare ``wavefront`` (a "
+                               f"pixelrt.bundle.state.Wavefront) and run on the step module's states; see {DOCS}")
+        graphs[front.graph] = Graph(wave, wave.graph, trace)
+        schedule = dataclasses.replace(schedule, wavefront=front)
+    return ExportSpec("autoregressive", model, image, graphs, head(model, image), tuple(step.states), schedule, ctx)
 
 
 def _declared(model, method: str, module, schedule: bool = False) -> StepModule:

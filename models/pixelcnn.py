@@ -21,6 +21,7 @@ from torch import nn
 from pixelrt.models.categorical import CategoricalHead, normalize  # noqa: F401 - normalize re-exported
 from pixelrt.models.layers import MaskedConv2d
 from pixelrt.models.pixelcnn_step import PixelCNNStep
+from pixelrt.models.pixelcnn_wave import PixelCNNWave
 
 
 @dataclass
@@ -91,3 +92,7 @@ class PixelCNN(CategoricalHead, nn.Module):
     # -- step path ---------------------------------------------------------------
     def step_module(self, image) -> "PixelCNNStep":
         return PixelCNNStep(self, image.width)
+
+    def wave_module(self, image) -> "PixelCNNWave":
+        """Several pixels of each image per call (models/pixelcnn_wave.py): what the runtime samples with."""
+        return PixelCNNWave(self.step_module(image))

@@ -9,6 +9,8 @@ Compares, on real held-out images and on sampled ones:
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
@@ -79,7 +81,7 @@ def run_parity(model: torch.nn.Module, bundle: Bundle, x: np.ndarray, samples: i
     report.rows.append(agreement_row("samples under shared noise: ORT vs PyTorch step", o_s.images, t_s.images,
                                      SAMPLE_AGREEMENT_BUDGET, note="identical sub-pixels"))
     # The oracle samples one channel per uniform, unconditioned (a per-row graph changes nothing for it).
-    per_channel = sched == StepSchedule(img.channels, row_graph=sched.row_graph)
+    per_channel = replace(sched, wavefront=None) == StepSchedule(img.channels, row_graph=sched.row_graph)
     if samples * img.dims <= NAIVE_LIMIT and per_channel and hasattr(model, "logits_from_float"):
         log("naive oracle (a full forward pass per sub-pixel)")
         n_img, _ = naive_sample(model, noise, img.levels)

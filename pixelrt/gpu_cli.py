@@ -71,8 +71,8 @@ def add_commands(sub) -> None:
     p.add_argument("--workspace-mib", type=int_range(16, 1 << 20), default=None, help="builder workspace pool (default: the profile's)")
     p.add_argument("--no-tf32", action="store_true", help="disable TF32 in FP32 layers (parity runs)")
     p.add_argument("--graphs", default=None,
-                   help="comma-separated bundle graphs to build (default: every graph of the bundle: full, step and "
-                        "its per-row graph if it has one)")
+                   help="comma-separated bundle graphs to build (default: every graph TensorRT runs: full, step and "
+                        "its per-row graph if it has one; a wavefront graph runs on ONNX Runtime only)")
     p.add_argument("--cache", default=None, help="engine cache folder (default: $PIXELRT_ENGINE_CACHE or ~/.cache/pixelrt/engines)")
     p.set_defaults(func=cmd_build_engine)
 
@@ -127,13 +127,15 @@ def cmd_build_engine(args: argparse.Namespace) -> int:
     bundle = load_bundle(args.bundle)
     profile = _profile(args)
     parts = {"": bundle, **{d + "/": b for d, b in sub_bundles(bundle)}}  # composite bundles: every part
-    every = [prefix + g for prefix, part in parts.items() for g in part.graphs]
+    from pixelrt.runtime.trt_support import trt_graphs
+
+    every = [prefix + g for prefix, part in parts.items() for g in trt_graphs(part)]  # a wavefront graph is ORT's
     graphs = every if args.graphs is None else [g.strip() for g in args.graphs.split(",") if g.strip()]
     targets = []
     for g in graphs:
         prefix, _, name = g.rpartition("/")
         part = parts.get(prefix + "/" if prefix else "")
-        if part is None or name not in part.graphs:
+        if part is None or name not in trt_graphs(part):
             raise PixelrtError(f"--graphs: {bundle.root} has no graph {g!r}; it has: {', '.join(every)}")
         targets.append((g, part, name))
     from pixelrt.runtime.graph_check import check_graph_file

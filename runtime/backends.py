@@ -51,17 +51,47 @@ def open_backend(runtime: str, path: str | Path):
     raise PixelrtError(f"unknown runtime {runtime!r}; choose one of: {', '.join(RUNTIMES)}")
 
 
+LOOPS = {
+    "auto": "the wavefront loop where the bundle has one and the runtime runs it (ort, ort-cuda), else raster",
+    "raster": "one pixel of each image per call, in raster order (every runtime)",
+    "wave": "several pixels of each image per call (bundles whose schedule has a wavefront graph; ort, ort-cuda)",
+}
+WAVE_RUNTIMES = ("ort", "ort-cuda")  # shapes change every call: no CUDA graph, no TensorRT engine per shape
+
+
+def wave_loop_used(runtime: str, bundle, loop: str = "auto") -> bool:
+    """Whether ``step_backends(runtime, bundle, loop)`` samples with the wavefront graph (PixelrtError for
+    a ``loop`` that cannot be honoured)."""
+    if loop not in LOOPS:
+        raise PixelrtError(f"unknown loop {loop!r}; choose one of: {', '.join(LOOPS)}")
+    has = bundle.step_schedule.wavefront is not None
+    if loop == "wave" and not has:
+        raise PixelrtError(f"{bundle.root} has no wavefront graph (its schedule has none): sample with "
+                           "--loop raster, or re-export it with this pixelrt if its family has one (pixelcnn)")
+    if loop == "wave" and runtime not in WAVE_RUNTIMES:
+        raise PixelrtError(f"the wavefront loop runs on {', '.join(WAVE_RUNTIMES)}, not {runtime}; use --loop raster")
+    return has and loop != "raster" and runtime in WAVE_RUNTIMES
+
+
 @contextmanager
-def step_backends(runtime: str, bundle):
+def step_backends(runtime: str, bundle, loop: str = "auto"):
     """Active backends on a bundle's step graph and, when its schedule has one, its per-row graph.
 
     Yields ``(step, row)``; ``row`` is None for bundles without a per-row graph. With ``trt`` the
     step backend runs the whole loop on the device, per-row graph included: the row backend is
     attached to it (``step.row_backend``) and ``row`` is None, so ``bundle_loop`` hands it the loop.
+    With a wavefront graph (``loop``: LOOPS) the step backend comes wrapped with it
+    (runtime/wavefront.py ``WavefrontRunner``), which runs ``bundle_loop`` several pixels per call.
     """
     row_graph = bundle.step_schedule.row_graph
+    wave = wave_loop_used(runtime, bundle, loop)
     with open_backend(runtime, bundle.graph_path("step")) as step:
-        if row_graph is None:
+        if wave:
+            from pixelrt.runtime.wavefront import WavefrontRunner
+
+            with open_backend(runtime, bundle.graph_path(bundle.step_schedule.wavefront.graph)) as w:
+                yield WavefrontRunner(step, w), None
+        elif row_graph is None:
             yield step, None
         else:
             with open_backend(runtime, bundle.graph_path(row_graph)) as row:

@@ -20,11 +20,12 @@ import contextlib
 
 import numpy as np
 
-from pixelrt.runtime.parity import ParityReport, Row, diff_row
+from pixelrt.runtime.parity import ParityReport, Row, agreement_row, diff_row
 
 BPD_BUDGET = 1e-5     # |delta bits/dim| per image
 LOGP_BUDGET = 1e-4    # |delta log p| per sub-pixel, nats; other float outputs relative to max(1, |value|)
 CAUSAL_BUDGET = 1e-6  # |delta log p| of an earlier sub-pixel when a later one changes (exactly 0 when causal)
+WAVE_AGREEMENT_BUDGET = 0.9  # wavefront vs raster samples: one float tie at a CDF edge changes the rest (as parity)
 
 
 def _keyed(row: Row, key: str) -> Row:
@@ -65,6 +66,7 @@ def step_checks(bundle, x: np.ndarray, context: dict, runtime: str = "ort", seed
         scored = full.infer({"x": drawn.images, **ctx_n})
         causal = causality_probe(full, img, x[:1], {k: v[:1] for k, v in context.items()}, runtime)
     full_ll = full_out["logp"].astype(np.float64).reshape(len(x), -1).sum(1)
+    wave = wave_checks(bundle, runtime, x, context, seed, n, full_out["logp"], drawn, logp_budget, svf_budget)
     rows = []
     if reference is not None:
         # FP32: per image; FP16 / INT8: the batch mean, as their budget is defined (runtime/reference_check.py)
@@ -89,6 +91,37 @@ def step_checks(bundle, x: np.ndarray, context: dict, runtime: str = "ort", seed
                         img.bits_per_dim(drawn.loglik), img.bits_per_dim(scored["loglik"]), svf_budget, "bits/dim"),
                "sampled_vs_full_max_dbpd"),
         _keyed(causal, "causality_max_dlogp"),
+    ] + wave
+
+
+def wave_checks(bundle, runtime: str, x: np.ndarray, context: dict, seed: int, n: int, full_logp: np.ndarray,
+                raster, logp_budget: float, svf_budget: float) -> list[Row]:
+    """The wavefront loop (where the bundle has one and ``runtime`` runs it) against the full graph, teacher
+    forced, and against the raster loop's samples for the same seed (``raster``: its first ``n`` images)."""
+    from pixelrt.runtime.backends import open_backend, wave_loop_used
+    from pixelrt.runtime.sampler import make_noise
+    from pixelrt.runtime.wavefront import wave_loop
+
+    if not wave_loop_used(runtime, bundle):
+        return []
+    img, sched = bundle.image, bundle.step_schedule
+    ctx_n = {k: v[:n] for k, v in context.items()}
+    with open_backend(runtime, bundle.graph_path(sched.wavefront.graph)) as wave, \
+            open_backend(runtime, bundle.graph_path("full")) as full:
+        forced = wave_loop(wave, img, bundle.state, sched, make_noise(len(x), img, seed, sched), force=x,
+                           context=context or None)
+        drawn = wave_loop(wave, img, bundle.state, sched, make_noise(n, img, seed + 1, sched), context=ctx_n or None)
+        scored = full.infer({"x": drawn.images, **ctx_n})
+    lag = f"lag {sched.wavefront.lag}, {sched.wavefront.calls(img.height, img.width)} calls per sub-step"
+    return [
+        _keyed(diff_row(f"teacher-forced wavefront loop vs {runtime.upper()} full graph: log p per sub-pixel",
+                        forced.logp, full_logp, logp_budget, "nats", lag), "wave_vs_full_max_dlogp"),
+        _keyed(diff_row("wavefront samples: summed log p vs their full-graph log-likelihood",
+                        img.bits_per_dim(drawn.loglik), img.bits_per_dim(scored["loglik"]), svf_budget, "bits/dim"),
+               "wave_sampled_vs_full_max_dbpd"),
+        _keyed(agreement_row("wavefront vs raster samples, same seed: identical sub-pixels", drawn.images,
+                             raster.images, WAVE_AGREEMENT_BUDGET, "a float tie at a CDF edge may flip a value"),
+               "wave_vs_raster_agreement"),
     ]
 
 

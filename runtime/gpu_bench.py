@@ -74,11 +74,17 @@ def time_runtime(runtime: str, bundle, batch: int, rows: int | None = None, repe
     """Seconds per image and per step of ``runtime`` sampling ``bundle`` at ``batch``."""
     from pixelrt.runtime.backends import step_backends
     from pixelrt.runtime.sampler import bundle_loop, make_noise, step_loop
+    from pixelrt.runtime.wavefront import WavefrontRunner, wave_loop
 
     img, sched = bundle.image, bundle.step_schedule
     with step_backends(runtime, bundle) as (step, row):
         _check_provider(runtime, step)
-        if hasattr(step, "bundle_loop"):  # the device loop: whole images only
+        if isinstance(step, WavefrontRunner):  # several pixels per call: as many rows as the raster loop
+            timed = min(rows or img.height, img.height)
+            sub = ImageSpec(img.channels, timed, img.width, img.levels)
+            noise = make_noise(batch, sub, seed, sched)
+            run = lambda: wave_loop(step.wave, sub, bundle.state, sched, noise, batch_size=batch)  # noqa: E731
+        elif hasattr(step, "bundle_loop"):  # the device loop: whole images only
             timed = img.height
             noise = make_noise(batch, img, seed, sched)
             run = lambda: bundle_loop(step, row, bundle, noise, batch_size=batch)  # noqa: E731

@@ -14,7 +14,7 @@ import onnxruntime as ort
 from pixelrt.bundle.identity import identity_mismatch
 from pixelrt.bundle.loader import Bundle, GraphFile, sub_bundles
 from pixelrt.bundle.manifest import REEXPORT
-from pixelrt.bundle.records import BATCH
+from pixelrt.bundle.records import SYMBOLIC
 from pixelrt.errors import BundleError
 
 ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
@@ -26,9 +26,9 @@ def _dims_differ(want: tuple, got: list) -> bool:
     if len(want) != len(got):
         return True
     for w, g in zip(want, got):
-        if isinstance(g, int) and (w == BATCH or w != g):  # a static axis of the graph must be the manifest's
+        if isinstance(g, int) and (w in SYMBOLIC or w != g):  # a static axis of the graph must be the manifest's
             return True
-        if not isinstance(g, int) and w != BATCH:  # a dynamic axis is the batch, declared as such
+        if not isinstance(g, int) and w not in SYMBOLIC:  # a dynamic axis is the batch (or pixels), declared so
             return True
     return False
 

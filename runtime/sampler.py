@@ -227,9 +227,9 @@ def _run_row_graph(row_runner, i, row_values, caches, feeds, row_states, context
         _replace(caches, feeds, s.name, out[s.source], inplace)
 
 
-def _progress(total: int, desc: str, enabled: bool):
+def _progress(total: int, desc: str, enabled: bool, unit: str = "row"):
     if not enabled:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="row", leave=False)
+    return tqdm(total=total, desc=desc, unit=unit, leave=False)

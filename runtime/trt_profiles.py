@@ -165,7 +165,9 @@ def estimate_memory(bundle, profile: BuildProfile) -> MemoryEstimate:
     profile's max batch."""
     batch = profile.batch[2]
     weights, acts = {}, {}
-    for key, spec in bundle.graphs.items():
+    from pixelrt.runtime.trt_support import trt_graphs
+
+    for key, spec in trt_graphs(bundle).items():
         weights[key], acts[key] = graph_memory(bundle.root / spec.file, batch)
     state = 0
     for s in bundle.state:

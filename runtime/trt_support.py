@@ -194,9 +194,16 @@ def _restrictions(node, name: str, op: str, constants: set, add) -> None:
         add("error", "restriction", name, op, "Dropout: `training_mode` must be an initializer that is False")
 
 
+def trt_graphs(bundle) -> dict:
+    """The graphs TensorRT runs: all but a wavefront graph (ONNX Runtime only: its pixels-in-flight axis
+    changes every call, runtime/backends.py ``WAVE_RUNTIMES``)."""
+    front = bundle.manifest.schedule.wavefront if bundle.manifest.schedule else None
+    return {k: g for k, g in bundle.graphs.items() if front is None or k != front.graph}
+
+
 def check_bundle(bundle) -> list[GraphCheck]:
-    """check_graph on every graph of a loaded bundle."""
-    return [check_graph(bundle.root / spec.file, key) for key, spec in bundle.graphs.items()]
+    """check_graph on every graph of a loaded bundle that TensorRT runs (``trt_graphs``)."""
+    return [check_graph(bundle.root / spec.file, key) for key, spec in trt_graphs(bundle).items()]
 
 
 def format_checks(checks: list[GraphCheck]) -> str:

@@ -501,7 +501,7 @@ def test_every_manifest_field_missing_mistyped_or_extra(grey_bundle, multiscale_
                         (kind, dotted(path), str(e))
                 else:
                     # only optional words may go missing without consequence
-                    assert kind == "missing" and path[-1] in ("note", "unit", "decoder"), (kind, dotted(path))
+                    assert kind == "missing" and path[-1] in ("note", "unit", "decoder", "wavefront"), (kind, dotted(path))
             assert opened_under(opened, outside) == []
         (root / MANIFEST).write_bytes(text)
         assert digests(root) == before  # every other file of the bundle is as exported

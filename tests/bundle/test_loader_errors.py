@@ -171,7 +171,7 @@ def test_graph_not_listed_in_files(grey_bundle, tmp_path):
 
 
 def test_graph_path_unknown_graph(grey_bundle):
-    with pytest.raises(BundleError, match=r"has no 'row' graph \(it has: full, step\)"):
+    with pytest.raises(BundleError, match=r"has no 'row' graph \(it has: full, step, wave\)"):
         grey_bundle[1].graph_path("row")
 
 

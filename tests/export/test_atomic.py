@@ -79,7 +79,7 @@ def failing_validation(monkeypatch):
 def _check_failed_midway(seen: dict, target: Path) -> None:
     # the failure really came mid-way: in a hidden sibling, with everything but the validation written
     assert seen["root"].parent == target.parent and seen["root"].name.startswith(f".{target.name}.tmp-")
-    assert seen["files"] == ["full.onnx", "manifest.json", "reference.npz", "step.onnx"]
+    assert seen["files"] == ["full.onnx", "manifest.json", "reference.npz", "step.onnx", "wave.onnx"]
     assert not seen["root"].exists()
     assert _hidden(target.parent, target.name) == []
 
