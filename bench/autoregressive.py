@@ -146,10 +146,12 @@ def run_bench(batches: list[int], json_path: str | os.PathLike | None = None, na
         x_ref = random_images(image, 4)
         bundle = export_temporary(net, image, x_ref, Path(tmp), spec.name)
         steps = image.height * image.width * bundle.step_schedule.substeps_per_pixel  # step calls per image
-        graphs = {g: bundle.graph_path(g) for g in ("step", bundle.step_schedule.row_graph) if g}
+        front = bundle.step_schedule.wavefront
+        graphs = {g: bundle.graph_path(g) for g in ("step", bundle.step_schedule.row_graph, front and front.graph) if g}
         speed = step_speed_report(graphs, threads, log)
         common.update(step_nodes=speed["graphs"]["step"]["exported"],
                       step_nodes_optimized=speed["graphs"]["step"]["optimized"], floor_us=speed["floor_us"],
+                      wave_floor_us=speed.get("wave_floor_us"),
                       floor_1_node_us=speed["floor_1_node_us"], graph_nodes=speed["graphs"],
                       state_bytes_per_image=state_bytes_per_image(bundle.state))
         torch_runner = TorchStepRunner(net, image=image)
@@ -170,13 +172,13 @@ def run_bench(batches: list[int], json_path: str | os.PathLike | None = None, na
                     sec = time_cached(runner, image, bundle.state, b, cached_rows, seed=spec.seed, schedule=sched,
                                       row_runner=row_of[name])
                     record(name, "cached", b, sec, step_fpp, cached_rows)
+                if sched.wavefront is not None:
+                    _wave_rows(bundle, threads, b, cached_rows, spec.seed, log, record, step_fpp, image)
                 for precision, rb in reduced.items():
                     log(f"[batch {b}] cached ort {precision}, {cached_rows} of {H} rows ...")
                     with OrtBackend(rb.graph_path("step"), threads=threads or 0) as runner:
                         sec = time_cached(runner, image, rb.state, b, cached_rows, seed=spec.seed)
                     record(f"ort-{precision}", "cached", b, sec, step_fpp, cached_rows, precision)
-        if spec.wavefront and 1 in batches:  # several pixels of one image per call (not in bundles yet)
-            _wavefront_record(net, image, bundle, threads, Path(tmp), spec.seed, log, record, step_fpp)
         if spec.scaling:  # cost vs image size: the same layer stack at growing sizes
             from pixelrt.bench.scaling import run_scaling
 
@@ -187,22 +189,48 @@ def run_bench(batches: list[int], json_path: str | os.PathLike | None = None, na
     return records
 
 
-def _wavefront_record(net, image, bundle, threads, tmp: Path, seed: int, log, record, step_fpp) -> None:
-    """Time the wavefront prototype at batch 1 and check it samples the bundle loop's image for the seed."""
-    from pixelrt.bench.wavefront import time_wavefront
+def time_wave(runner, image: ImageSpec, bundle, batch: int, rows: int, repeats: int = 3, budget_s: float = 4.0,
+              seed: int = 0) -> tuple[float, object]:
+    """Seconds per image of the bundle's wavefront loop over ``rows`` rows (scaled to the full height), after
+    a warm-up; and the last run's StepResult (to compare with the raster loop's images)."""
+    from pixelrt.runtime.sampler import make_noise
+    from pixelrt.runtime.wavefront import wave_loop
+
+    rows = min(rows, image.height)
+    sub = ImageSpec(image.channels, rows, image.width, image.levels)
+    sched = bundle.step_schedule
+    noise = make_noise(batch, sub, seed, sched)
+    out = []
+    run = lambda: out.append(wave_loop(runner, sub, bundle.state, sched, noise, batch_size=batch))  # noqa: E731
+    run()
+    dt = _best_of(run, repeats, budget_s)
+    return dt * image.height / rows / batch, out[-1]
+
+
+def _wave_rows(bundle, threads, b: int, cached_rows: int, seed: int, log, record, step_fpp, image) -> None:
+    """The wavefront loop at batch ``b`` (what `pixelrt sample` runs on ORT), and whether it samples the
+    raster loop's images for the timed noise."""
     from pixelrt.runtime.ort_backend import OrtBackend
     from pixelrt.runtime.sampler import step_loop
 
-    log("[batch 1] wavefront ort (prototype: several pixels of one image per call) ...")
-    w = time_wavefront(net, image, threads, tmp, seed=seed)
-    with OrtBackend(bundle.graph_path("step"), threads=threads or 0) as runner:
-        ref = step_loop(runner, image, bundle.state, w["noise"], batch_size=1)
-    rec = record("ort", "wavefront", 1, w["ms_per_image"] / 1e3, step_fpp, image.height)
-    rec.update(us_per_step=w["ms_per_image"] * 1e3 / w["calls"], calls_per_image=w["calls"], lag=w["lag"],
-               same_images_as_cached=bool((ref.images == w["images"]).all()),
-               max_abs_logp_vs_cached=float(abs(ref.logp - w["logp"]).max()))
-    log(f"  wavefront: {w['calls']} calls per image (lag {w['lag']}); same image as the bundle loop: "
-        f"{rec['same_images_as_cached']}, max |delta log p| {rec['max_abs_logp_vs_cached']:.1e}")
+    front = bundle.step_schedule.wavefront
+    log(f"[batch {b}] wavefront ort (lag {front.lag}), {cached_rows} of {image.height} rows ...")
+    with OrtBackend(bundle.graph_path(front.graph), threads=threads or 0) as wave, \
+            OrtBackend(bundle.graph_path("step"), threads=threads or 0) as step:
+        sec, got = time_wave(wave, image, bundle, b, cached_rows, seed=seed)
+        sub = ImageSpec(image.channels, min(cached_rows, image.height), image.width, image.levels)
+        from pixelrt.runtime.sampler import make_noise
+
+        ref = step_loop(step, sub, bundle.state, make_noise(b, sub, seed, bundle.step_schedule), batch_size=b,
+                        schedule=bundle.step_schedule)
+    calls = front.calls(image.height, image.width) * bundle.step_schedule.substeps_per_pixel
+    rec = record("ort", "wavefront", b, sec, step_fpp, min(cached_rows, image.height))
+    rec.update(us_per_call=sec * b / calls * 1e6, calls_per_image=calls, lag=front.lag,
+               same_images_as_cached=float((ref.images == got.images).mean()),
+               max_abs_logp_vs_cached=float(abs(ref.logp - got.logp).max()))
+    log(f"  wavefront: {calls} calls per image instead of {rec['height'] * image.width * bundle.step_schedule.substeps_per_pixel}; "
+        f"{rec['same_images_as_cached']:.1%} of sub-pixels as the raster loop samples, max |delta log p| "
+        f"{rec['max_abs_logp_vs_cached']:.1e}")
 
 
 def run_rnn_bench(model: str, batches: list[int], naive_rows: int = 1, rows: int | None = None,

@@ -39,7 +39,6 @@ class BenchSpec:
     reduced_precision: bool = True  # FP16 / INT8 step rows (`pixelrt calibrate` copies of the bench bundle)
     gpu: bool = False            # `pixelrt bench --runtime ...` times it on GPU runtimes
     scaling: tuple = ()          # step-loop rows: image sizes of the cost-vs-size table (same layer stack)
-    wavefront: bool = False      # step-loop rows: also time the wavefront prototype at batch 1 (bench/wavefront.py)
 
     def build(self):
         import torch
@@ -78,7 +77,7 @@ def multiscale_spec(name: str, image: ImageSpec, config: dict | None = None, see
 
 # ref28 is the reference: the number in an issue ("ORT cached 42x naive") always means this network.
 REF28 = BenchSpec("ref28", dict(channels=1, levels=256, hidden=64, blocks=8, head_hidden=64), ImageSpec(1, 28, 28, 256),
-                  gpu=True, scaling=(28, 56, 112), wavefront=True)
+                  gpu=True, scaling=(28, 56, 112))
 GATED28 = BenchSpec("gated28", dict(channels=1, levels=256, hidden=32, layers=8, head_hidden=64),
                     ImageSpec(1, 28, 28, 256), family="gated", reduced_precision=False, gpu=True)
 PP32 = BenchSpec("pp32", dict(channels=3, levels=256, filters=64, resnets=2, resolutions=3, mixtures=5, dropout=0.0),

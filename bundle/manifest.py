@@ -334,7 +334,7 @@ class Manifest:
     def _check_wavefront(self, f: Field) -> None:
         """A wavefront schedule: its graph, states the host can commit per pixel, and a lag no smaller than
         every ring's reach into the row above (row i must not read a column row i - 1 has not written)."""
-        s, (C, H, W) = self.schedule, self.image.shape
+        s, (C, _, W) = self.schedule, self.image.shape
         wave = self.graphs.get(s.wavefront.graph)
         if wave is None or s.wavefront.graph in ("full", "step"):
             f["graph"].fail(f"names {s.wavefront.graph!r}, which is not a graph of its own in graphs")

@@ -9,7 +9,7 @@ An autoregressive model is exportable when it has
 and optionally
 
     row_module(image) -> StepModule               # runs once per finished row (step.schedule.row_graph)
-    wave_module(image) -> StepModule              # several pixels per call (declares ``wavefront``; see
+    wave_module(image) -> StepModule | None       # several pixels per call (declares ``wavefront``; see
                                                   # bundle.state.Wavefront), on the step module's states
     conditioning -> tuple[ConditioningSpec]        # per-image context inputs (label, map), default none
     head -> HeadSpec                              # default: a categorical over config.levels
@@ -160,8 +160,9 @@ def autoregressive_spec(model: nn.Module, image: ImageSpec) -> ExportSpec:
         row = _declared(model, "row_module", model.row_module(image))
         graphs[step.schedule.row_graph] = Graph(row, row.graph, trace)
     schedule = step.schedule
-    if callable(getattr(model, "wave_module", None)):
-        wave = _declared(model, "wave_module", model.wave_module(image))
+    wave = model.wave_module(image) if callable(getattr(model, "wave_module", None)) else None
+    if wave is not None:  # None: no wavefront for this image (e.g. no wider than the lag)
+        wave = _declared(model, "wave_module", wave)
         front = getattr(wave, "wavefront", None)
         if not isinstance(front, Wavefront) or tuple(getattr(wave, "states", step.states)) != tuple(step.states):
             raise PixelrtError(f"{type(model).__name__}.wave_module(image) must declare ``wavefront`` (a "

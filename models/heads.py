@@ -17,17 +17,24 @@ def log_softmax(logits: torch.Tensor, dim: int) -> torch.Tensor:
     return shifted - shifted.exp().sum(dim=dim, keepdim=True).log()
 
 
-def inverse_cdf_sample(logp: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+def inverse_cdf_sample(logp: torch.Tensor, uniform: torch.Tensor, count: str = "sum") -> torch.Tensor:
     """Sample from a categorical over the last axis by inverse CDF.
 
     logp: (..., L) log-probabilities; uniform: (...) noise in [0, 1).
     Returns int64 (...): the smallest k with cdf[k] > u * cdf[-1].
     One uniform per sub-pixel keeps the host's noise array the size of the image,
     and the same noise gives the same sample on every runtime.
+    ``count="matmul"`` counts the levels at or below the threshold with a MatMul by a ones column (exact:
+    a sum of at most 256 ones in float32) instead of an int64 ReduceSum, which ORT's CPU kernels run 7x
+    slower at a large batch (the wavefront graph, docs/architecture.md); the same integer either way.
     """
     cdf = torch.cumsum(logp.exp(), dim=-1)
     threshold = uniform.unsqueeze(-1) * cdf[..., -1:]
-    index = (cdf <= threshold).sum(dim=-1)
+    if count == "matmul":
+        below = (cdf <= threshold).to(torch.float32)
+        index = (below @ torch.ones(logp.shape[-1], 1, dtype=torch.float32)).squeeze(-1).to(torch.int64)
+    else:
+        index = (cdf <= threshold).sum(dim=-1)
     return index.clamp(max=logp.shape[-1] - 1)
 
 

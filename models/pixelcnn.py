@@ -93,6 +93,8 @@ class PixelCNN(CategoricalHead, nn.Module):
     def step_module(self, image) -> "PixelCNNStep":
         return PixelCNNStep(self, image.width)
 
-    def wave_module(self, image) -> "PixelCNNWave":
-        """Several pixels of each image per call (models/pixelcnn_wave.py): what the runtime samples with."""
-        return PixelCNNWave(self.step_module(image))
+    def wave_module(self, image) -> "PixelCNNWave | None":
+        """Several pixels of each image per call (models/pixelcnn_wave.py): what the runtime samples with;
+        None where rows cannot overlap (the image is no wider than the lag: no call would be saved)."""
+        wave = PixelCNNWave(self.step_module(image))
+        return wave if wave.lag < image.width else None

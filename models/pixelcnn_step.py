@@ -108,9 +108,10 @@ class PixelCNNStep(StepModule):
         return self.trunk(pixel, self.input_window.window(input_cache, row, col, key),
                           self.block_windows.window(block_cache, row, col, key), channel, force, noise)
 
-    def trunk(self, pixel, input_window, block_window, channel, force, noise):
+    def trunk(self, pixel, input_window, block_window, channel, force, noise, count: str = "sum"):
         """Everything after the cache reads: ``input_window`` (B, 1, K0) and ``block_window`` (B, n, K) are
-        the gathered taps (``ConvWindowStack.window``) of the input conv and of every block."""
+        the gathered taps (``ConvWindowStack.window``) of the input conv and of every block. ``count``: how
+        the sampler counts levels (``heads.inverse_cdf_sample``; the same value either way)."""
         B = pixel.shape[0]
         x = normalize(pixel, self.levels)  # (B, C)
         h = input_window.reshape(B, -1) @ self.w_input + (x @ self.w_centre + self.input_bias)  # (B, 2h)
@@ -123,17 +124,17 @@ class PixelCNNStep(StepModule):
             new.append(a)
         hidden = F.relu(F.relu(h) @ self.w_head_hidden + self.head_hidden_bias)  # (B, m)
         out = hidden @ self.w_head_out + self.head_out_bias  # (B, C*levels)
-        value, logp, full = categorical_pick(out, pixel, channel, force, noise, self.channels, self.levels)
+        value, logp, full = categorical_pick(out, pixel, channel, force, noise, self.channels, self.levels, count)
         new_0 = normalize(full, self.levels).reshape(B, 1, self.channels)  # the first conv's input
         return value, logp, new_0, torch.cat(new, dim=1).reshape(B, self.blocks, self.half)
 
 
-def categorical_pick(out, pixel, channel, force, noise, channels: int, levels: int):
+def categorical_pick(out, pixel, channel, force, noise, channels: int, levels: int, count: str = "sum"):
     """``models.categorical.categorical_step`` with fewer nodes when there is one channel (no channel
     pick, no pixel merge): the same arithmetic (``heads``), so the same samples."""
     if channels > 1:
-        return categorical_step(out, pixel, channel, force, noise, channels, levels)
+        return categorical_step(out, pixel, channel, force, noise, channels, levels, count)
     logp_all = log_softmax(out, dim=-1)  # (B, levels)
-    value = torch.where(force >= 0, force, inverse_cdf_sample(logp_all, noise))
+    value = torch.where(force >= 0, force, inverse_cdf_sample(logp_all, noise, count))
     full = value.unsqueeze(1)  # (B, 1): the pixel, and gather_logp's index
     return value, logp_all.gather(1, full).squeeze(1), full

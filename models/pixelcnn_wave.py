@@ -32,6 +32,12 @@ class PixelCNNWave(StepModule):
     Inputs: pixel (B, P, C) int64, rows/cols (P,) int64, channel () int64, force (B, P) int64,
     noise (B, P) float32, then the step module's states. Outputs: value, logp (B, P) and each ring
     state's new columns (B, P, L, C), which the host writes at each pixel's (slot, column).
+
+    Each window is one table lookup per pixel and one Gather from the state with its layers, rows and
+    columns flattened, straight into (B, P, L, taps, C) order (no Transpose), and every reshape has a
+    constant target (no shape arithmetic in the graph): the nodes ORT runs per call are the step
+    graph's plus the batch/pixel flattening. The sampler counts levels with a MatMul
+    (``heads.inverse_cdf_sample``), the same integers as the step graph's.
     """
 
     def __init__(self, step):
@@ -40,22 +46,24 @@ class PixelCNNWave(StepModule):
         self.lag = reach(step) + 1
         self.graph = wave_graph(step.channels, step.states)
         self.wavefront = Wavefront("wave", self.lag)
+        for name, stack in (("index_input", step.input_window), ("index_blocks", step.block_windows)):
+            per_layer = stack.spec.rows * (step.width + 2 * stack.spec.pad)  # flat positions of one layer
+            table = stack.index[:, None, :] + torch.arange(stack.layers)[None, :, None] * per_layer
+            self.register_buffer(name, table.reshape(table.shape[0], -1).clone())  # (phases * W, L * taps)
 
-    def _window(self, stack, cache, key):
-        """(B * P, L, rows*k*Cin): the taps of every layer at each pixel in flight (one lookup per pixel)."""
-        B, L = cache.shape[0], stack.layers
-        index = F.embedding(key, stack.index)  # (P, taps)
-        P = index.shape[0]
-        flat = cache.reshape(B, L, -1, cache.shape[-1])  # (B, L, rows*(W+2p), Cin)
-        window = flat.index_select(2, index.reshape(-1)).reshape(B, L, P, -1)  # (B, L, P, taps*Cin)
-        return window.transpose(1, 2).reshape(B * P, L, -1)
+    @staticmethod
+    def _window(cache, index, key, layers: int):
+        """(B * P, L, taps*C): every layer's taps at each pixel in flight, in one Gather."""
+        flat = cache.reshape(cache.shape[0], -1, cache.shape[-1])  # (B, L*rows*(W+2p), C)
+        window = flat.index_select(1, F.embedding(key, index).reshape(-1))  # (B, P*L*taps, C)
+        return window.reshape(-1, layers, index.shape[1] // layers * cache.shape[-1])
 
     def forward(self, pixel, rows, cols, channel, force, noise, input_cache, block_cache):
         s = self.step
-        B, P = force.shape[0], rows.shape[0]
         key = torch.remainder(rows, s.phases) * s.width + cols
-        value, logp, new_0, new_1 = s.trunk(pixel.reshape(B * P, -1), self._window(s.input_window, input_cache, key),
-                                            self._window(s.block_windows, block_cache, key), channel,
-                                            force.reshape(B * P), noise.reshape(B * P))
-        return (value.reshape(B, P), logp.reshape(B, P), new_0.reshape(B, P, 1, -1),
-                new_1.reshape(B, P, s.blocks, -1))
+        value, logp, new_0, new_1 = s.trunk(
+            pixel.reshape(-1, s.channels), self._window(input_cache, self.index_input, key, 1),
+            self._window(block_cache, self.index_blocks, key, s.blocks), channel, force.reshape(-1),
+            noise.reshape(-1), count="matmul")
+        return (value.reshape_as(force), logp.reshape_as(noise), new_0.reshape(*force.shape, 1, s.channels),
+                new_1.reshape(*force.shape, s.blocks, s.half))

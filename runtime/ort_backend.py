@@ -78,22 +78,24 @@ class OrtBackend(Backend):
             return dict(zip(self.output_names, self.session.run(self.output_names, feeds)))
         return self._infer_bound(feeds)
 
-    def bind(self, inputs: dict[str, np.ndarray], batch: int):
+    def bind(self, inputs: dict[str, np.ndarray], batch: int, pixels: int | None = None):
         """CPU hot loops: bind ``inputs`` and preallocated outputs once, so that no array is allocated per
         call. ``inputs`` are contiguous numpy arrays the caller keeps and updates in place (ORT reads their
         memory, it does not copy them). Returns ``(run, outputs)``: ``run()`` executes the graph and leaves
         every output in ``outputs[name]``, overwritten by the next call. None where that does not apply
-        (a GPU device, or an output whose shape is not the batch and fixed sizes)."""
+        (a GPU device, or an output whose shape is not the batch and fixed sizes). ``pixels``: the size of a
+        wavefront graph's second dynamic axis (its pixels in flight) for this binding."""
         if self.device != "cpu":
             return None
         self.check(inputs)
         outs = self.session.get_outputs()
-        if any(not o.shape or not all(isinstance(d, int) for d in o.shape[1:]) for o in outs):
+        dims = [[d if isinstance(d, int) else pixels for d in o.shape[1:]] for o in outs]
+        if any(not o.shape for o in outs) or any(d is None for ds in dims for d in ds):
             return None
         binding = self.session.io_binding()
         for k, v in inputs.items():
             binding.bind_cpu_input(k, v)
-        outputs = {o.name: np.empty([batch, *o.shape[1:]], ONNX_TO_NUMPY[o.type]) for o in outs}
+        outputs = {o.name: np.empty([batch, *ds], ONNX_TO_NUMPY[o.type]) for o, ds in zip(outs, dims)}
         for name, arr in outputs.items():
             binding.bind_ortvalue_output(name, ort.OrtValue.ortvalue_from_numpy(arr))
         session, keep = self.session, (inputs, outputs)  # the binding reads this memory: keep it alive

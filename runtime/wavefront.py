@@ -12,6 +12,8 @@ the loop (its ``bundle_loop``); every other use (``infer``, ``bind``) goes to th
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from pixelrt.bundle import ImageSpec, StateSpec, StepSchedule
@@ -58,54 +60,98 @@ def _wave_batch(runner, image, schedule, state, noise, force, context, bar):
     B = len(noise)
     C, H, W = image.shape
     S, K = schedule.substeps_per_pixel, schedule.noise_per_substep
-    cps, front = C // S, schedule.wavefront
+    cps = C // S
     caches = {s.name: s.allocate(B) for s in state}
-    # (S, B, H, W[, K]) and (S, B, H, W[, cps]): a sub-step's pixels in flight are one fancy index, (B, P[, n])
-    noise_s = np.ascontiguousarray(noise.reshape(B, S, K, H, W).transpose(1, 0, 3, 4, 2))
+    # (S, B, H*W[, K]) and (S, B, H*W[, cps]): a call's pixels in flight are one strided slice (``_plan``)
+    noise_s = np.ascontiguousarray(noise.reshape(B, S, K, H * W).transpose(1, 0, 3, 2))
     noise_s = noise_s[..., 0] if K == 1 else noise_s
-    force_s = (np.full((S, B, H, W, cps), -1, np.int64) if force is None
-               else np.ascontiguousarray(force.reshape(B, S, cps, H, W).transpose(1, 0, 3, 4, 2)).astype(np.int64))
+    force_s = (np.full((S, B, H * W, cps), -1, np.int64) if force is None
+               else np.ascontiguousarray(force.reshape(B, S, cps, H * W).transpose(1, 0, 3, 2)).astype(np.int64))
     force_s = force_s[..., 0] if cps == 1 else force_s
-    values = np.zeros((S, B, H, W, cps), np.int64)
-    logps = np.zeros((S, B, H, W, cps), np.float32)
-    channels = [np.array(s, np.int64) for s in range(S)]
-    call = _caller(runner, caches, context)
-    for t in range(front.calls(H, W)):
-        lo, hi = front.in_flight(t, H, W)
-        i = np.arange(lo, hi, dtype=np.int64)
-        j = t - front.lag * i
-        pixel = np.zeros((B, len(i), C), np.int64)
+    values = np.zeros((S, B, H * W, cps), np.int64)
+    logps = np.zeros((S, B, H * W, cps), np.float32)
+    # flat ring views (B, L, rows * (W + 2 pad), C): a pixel's column goes to slot * (W + 2 pad) + col + pad
+    flat = [(caches[st.name].reshape(B, st.shape[1], -1, st.shape[-1]), st.source) for st in state]
+    io = _Calls(runner, caches, context, B, C)
+    for P, at, rows, cols, slots in _plan(schedule.wavefront, H, W, tuple((st.rows, st.pad, st.shape[3]) for st in state)):
+        buf = io.buffers(P)
+        buf["rows"][:], buf["cols"][:] = rows, cols
+        if S > 1:
+            buf["pixel"][:] = 0
         for s in range(S):
-            out = call(pixel, i, j, channels[s], force_s[s][:, i, j], noise_s[s][:, i, j])
-            v = out["value"].reshape(B, len(i), cps)
-            values[s][:, i, j] = v
-            logps[s][:, i, j] = out["logp"].reshape(B, len(i), cps)
-            pixel[:, :, s * cps:(s + 1) * cps] = v
-        for st in state:  # each pixel's new columns into its ring slot: (B, P, L, C) -> [:, :, slot, col]
-            caches[st.name][:, :, (i + st.pad) % st.rows, j + st.pad] = out[st.source].transpose(0, 2, 1, 3)
+            buf["channel"][()] = s
+            buf["force"][:] = force_s[s][:, at]
+            buf["noise"][:] = noise_s[s][:, at]
+            out = io.run()
+            v = out["value"].reshape(B, P, cps)
+            values[s][:, at] = v
+            logps[s][:, at] = out["logp"].reshape(B, P, cps)
+            if S > 1:
+                buf["pixel"][:, :, s * cps:(s + 1) * cps] = v
+        for (ring, source), where in zip(flat, slots):  # each pixel's new columns (B, P, L, C) into its slot
+            ring[:, :, where] = out[source].transpose(0, 2, 1, 3)
         if bar is not None:
             bar.update(1)
     if values.min() < 0 or values.max() >= image.levels:
         raise BundleError(f"the wavefront graph sampled {int(values.min())}..{int(values.max())}, outside the "
                           f"bundle's {image.levels} levels: the graph is not the model its manifest describes; "
                           "re-export the bundle from its checkpoint")
-    # (S, B, H, W, cps) -> (B, S*cps = C, H, W)
-    images = values.transpose(1, 0, 4, 2, 3).reshape(B, C, H, W)
-    return images.astype(np.uint8), logps.transpose(1, 0, 4, 2, 3).reshape(B, C, H, W)
+    # (S, B, H*W, cps) -> (B, S*cps = C, H, W)
+    images = values.reshape(S, B, H, W, cps).transpose(1, 0, 4, 2, 3).reshape(B, C, H, W)
+    return images.astype(np.uint8), logps.reshape(S, B, H, W, cps).transpose(1, 0, 4, 2, 3).reshape(B, C, H, W)
 
 
-def _caller(runner, caches: dict, context: dict):
-    """``call(pixel, rows, cols, channel, force, noise) -> outputs``: one wavefront call, the states and
-    context fed from their buffers, the inputs checked on the first call only."""
-    first = [True]
+@functools.lru_cache(maxsize=64)
+def _plan(front, height: int, width: int, rings: tuple) -> tuple:
+    """Per call t: (P, the pixels' strided slice of a flat H*W axis, rows, cols, each ring's flat slots).
 
-    def call(pixel, rows, cols, channel, force, noise):
-        feeds = {"pixel": pixel, "rows": rows, "cols": cols, "channel": channel, "force": force, "noise": noise,
-                 **caches, **context}
-        check, first[0] = first[0], False
-        return runner.infer(feeds, check=check)
+    Row i is at column t - lag*i, flat position t + i*(W - lag): consecutive rows in flight are one slice.
+    ``rings``: (rows, pad, W + 2 pad) of each ring state; a pixel's column goes to flat position
+    ((i + pad) % rows) * (W + 2 pad) + j + pad of its ring."""
+    lag, stride = front.lag, width - front.lag
+    plan = []
+    for t in range(front.calls(height, width)):
+        lo, hi = front.in_flight(t, height, width)
+        i = np.arange(lo, hi, dtype=np.int64)
+        j = t - lag * i
+        at = slice(t + lo * stride, t + (hi - 1) * stride + 1, stride) if hi - lo > 1 else \
+            slice(t + lo * stride, t + lo * stride + 1)
+        slots = tuple(((i + pad) % rows) * wp + j + pad for rows, pad, wp in rings)
+        plan.append((hi - lo, at, i, j, slots))
+    return tuple(plan)
 
-    return call
+
+class _Calls:
+    """The wavefront graph's per-call inputs, one set of buffers per count of pixels in flight. A runner
+    that can bind them (ORT CPU: ``bind(..., pixels=P)``) reads those buffers and writes preallocated
+    outputs, so no array is allocated per call; any other runner gets the feed dict, checked once."""
+
+    def __init__(self, runner, caches: dict, context: dict, batch: int, channels: int):
+        self.runner, self.caches, self.context, self.batch, self.channels = runner, caches, context, batch, channels
+        self.sets: dict[int, tuple] = {}
+        self.current = None
+        self.first = True
+
+    def buffers(self, pixels: int) -> dict:
+        got = self.sets.get(pixels)
+        if got is None:
+            B = self.batch
+            buf = {"pixel": np.zeros((B, pixels, self.channels), np.int64), "rows": np.zeros(pixels, np.int64),
+                   "cols": np.zeros(pixels, np.int64), "channel": np.zeros((), np.int64),
+                   "force": np.zeros((B, pixels), np.int64), "noise": np.zeros((B, pixels), np.float32)}
+            feeds = {**buf, **self.caches, **self.context}
+            bind = getattr(self.runner, "bind", None)
+            bound = bind(feeds, B, pixels=pixels) if callable(bind) else None
+            got = self.sets[pixels] = (buf, feeds, None if bound is None else bound[0])
+        self.current = got
+        return got[0]
+
+    def run(self) -> dict:
+        _, feeds, bound = self.current
+        if bound is not None:
+            return bound()
+        check, self.first = self.first, False
+        return self.runner.infer(feeds, check=check)
 
 
 class WavefrontRunner:

@@ -47,14 +47,16 @@ def test_step_flops_scale_with_sub_steps():
 
 
 def test_run_bench_records(tmp_path):
-    spec = BenchSpec("tiny", dict(channels=1, levels=5, hidden=4, blocks=1, head_hidden=4), ImageSpec(1, 4, 4, 5))
+    spec = BenchSpec("tiny", dict(channels=1, levels=5, hidden=4, blocks=1, head_hidden=4, input_kernel=3),
+                     ImageSpec(1, 4, 5, 5))
     out = tmp_path / "bench.json"
     lines = []
     returned = run_bench([1, 2], json_path=out, naive_rows=2, rows=3, spec=spec, log=lines.append)
     records = json.loads(out.read_text())
     assert records == json.loads(json.dumps(returned))
     assert sorted((r["method"], r["runtime"], r["batch"]) for r in records) == sorted(
-        (m, rt, b) for m, rt in [("naive", "torch"), ("cached", "torch"), ("cached", "ort")] for b in (1, 2))
+        (m, rt, b) for m, rt in [("naive", "torch"), ("cached", "torch"), ("cached", "ort"), ("wavefront", "ort")]
+        for b in (1, 2))
     cfg = PixelCNNConfig(**spec.config)
     required = {"model", "runtime", "method", "batch", "ms_per_image", "flops_per_pixel", "peak_fraction",
                 "dense_flops_per_pixel", "extrapolated_from_rows", "peak_gflops", "timestamp", "torch",
@@ -64,13 +66,19 @@ def test_run_bench_records(tmp_path):
         assert r["model"] == "tiny"
         assert r["ms_per_image"] > 0 and r["peak_fraction"] > 0 and r["peak_gflops"] > 0
         assert r["dense_flops_per_pixel"] == dense_flops_per_pixel(cfg)
-        if r["method"] == "cached":
+        if r["method"] in ("cached", "wavefront"):
             assert r["flops_per_pixel"] == step_flops_per_pixel(cfg)
             assert r["extrapolated_from_rows"] == 3
         else:
-            assert r["flops_per_pixel"] == dense_flops_per_pixel(cfg) * 4 * 4
+            assert r["flops_per_pixel"] == dense_flops_per_pixel(cfg) * 4 * 5
             assert r["extrapolated_from_rows"] == 2
+    wave = [r for r in records if r["method"] == "wavefront"]
+    for r in wave:  # the bundle's wavefront loop: the raster loop's samples, in fewer calls (lag 2 on 5 columns)
+        assert r["lag"] == 2 and r["calls_per_image"] == 5 + 2 * 3 < 4 * 5
+        assert r["same_images_as_cached"] == 1.0 and r["max_abs_logp_vs_cached"] < 1e-4
+        assert r["us_per_call"] == pytest.approx(r["ms_per_image"] * r["batch"] * 1e3 / r["calls_per_image"])
     report = "\n".join(lines)
+    assert "target: ORT wavefront >= 150x" in report and "wave graph:" in report
     assert "extrapolated" in report and "measured peak" in report
     assert "faster than naive at batch 1" in report and "not measured (batch 64 not run)" in report
     assert not list(tmp_path.glob(".bench.json.*"))  # no temporary file left behind
