@@ -183,7 +183,7 @@ def run_bench(batches: list[int], json_path: str | os.PathLike | None = None, na
             from pixelrt.bench.scaling import run_scaling
 
             records += run_scaling(spec, spec.scaling, batches, threads, Path(tmp), log, time_cached,
-                                   bundles={H: bundle} if H == image.width else None)
+                                   bundles={H: bundle} if H == image.width else None, wave_timer=time_wave)
     log(format_report(records, peak))
     write_records(json_path, records, log)
     return records

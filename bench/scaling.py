@@ -15,9 +15,10 @@ from pixelrt.bundle import ImageSpec
 
 
 def run_scaling(spec, sizes: tuple[int, ...], batches: list[int], threads: int | None, root: Path, log, timer,
-                rows: int = 2, bundles: dict | None = None) -> list[dict]:
-    """One record per (size, batch): ``rows`` rows of cached ORT sampling timed by ``timer`` (the bench's
-    ``time_cached``), scaled to the image. ``bundles``: already exported bundles by size, reused."""
+                rows: int = 2, bundles: dict | None = None, wave_timer=None) -> list[dict]:
+    """One record per (size, batch, loop): ``rows`` rows of cached ORT sampling timed by ``timer`` (the bench's
+    ``time_cached``), scaled to the image; and, where the bundle has one, its wavefront loop over the whole
+    image (``wave_timer``: the bench's ``time_wave``). ``bundles``: already exported bundles by size, reused."""
     from pixelrt.runtime.ort_backend import OrtBackend
 
     out = []
@@ -38,4 +39,17 @@ def run_scaling(spec, sizes: tuple[int, ...], batches: list[int], threads: int |
                             "state_bytes_per_image": state_bytes_per_image(bundle.state), "rows_timed": rows,
                             "ort_threads": threads or 0, "load_avg_1m": round(_load(), 2)})
                 log(f"[scaling] {size}x{size} batch {b}: {out[-1]['us_per_step']:.1f} us/step")
+        if sched.wavefront is not None and wave_timer is not None:  # the whole image: its calls are not per row
+            with OrtBackend(bundle.graph_path(sched.wavefront.graph), threads=threads or 0) as runner:
+                for b in batches:
+                    sec, _ = wave_timer(runner, image, bundle, b, size, repeats=2, seed=spec.seed)
+                    calls = sched.wavefront.calls(size, size) * sched.substeps_per_pixel
+                    out.append({"model": spec.name, "method": "scaling", "loop": "wavefront", "runtime": "ort",
+                                "batch": b, "height": size, "width": size, "ms_per_image": sec * 1e3,
+                                "us_per_step": sec * b / steps * 1e6, "us_per_call": sec * b / calls * 1e6,
+                                "calls_per_image": calls,
+                                "state_bytes_per_image": state_bytes_per_image(bundle.state), "rows_timed": size,
+                                "ort_threads": threads or 0, "load_avg_1m": round(_load(), 2)})
+                    log(f"[scaling] {size}x{size} batch {b} wavefront: {out[-1]['us_per_step']:.1f} us per pixel, "
+                        f"{out[-1]['us_per_call']:.1f} us per call")
     return out

@@ -107,15 +107,19 @@ def _targets(records: list[dict], naive: dict) -> list[str]:
 
 
 def format_scaling(records: list[dict]) -> str:
-    """Cost vs image size: the same layer stack at growing widths; per step it should stay flat."""
-    head = f"{'image':>9s} {'batch':>5s} {'ms/image':>10s} {'us/step':>9s} {'per step vs first':>18s} " \
-           f"{'state/image':>12s} {'rows timed':>10s}"
-    lines = [f"scaling: {records[0]['model']}'s layer stack at growing image sizes (ORT cached, same weights)",
+    """Cost vs image size: the same layer stack at growing widths; per step it should stay flat. The
+    wavefront rows time whole images (us per step = per sub-pixel position for the whole batch, as the raster
+    rows; and per call: a call carries more pixels as W grows)."""
+    head = f"{'image':>9s} {'loop':9s} {'batch':>5s} {'ms/image':>10s} {'us/step':>9s} {'per step vs first':>18s} " \
+           f"{'us/call':>9s} {'state/image':>12s} {'rows timed':>10s}"
+    lines = [f"scaling: {records[0]['model']}'s layer stack at growing image sizes (ORT, same weights)",
              head, "-" * len(head)]
     first = {}
     for r in records:
-        base = first.setdefault(r["batch"], r["us_per_step"])
-        lines.append(f"{r['height']:>4d}x{r['width']:<4d} {r['batch']:5d} {r['ms_per_image']:10.2f} "
-                     f"{r['us_per_step']:9.1f} {r['us_per_step'] / base:17.2f}x "
+        loop = r.get("loop", "raster")
+        base = first.setdefault((loop, r["batch"]), r["us_per_step"])
+        call = r.get("us_per_call", r["us_per_step"])
+        lines.append(f"{r['height']:>4d}x{r['width']:<4d} {loop:9s} {r['batch']:5d} {r['ms_per_image']:10.2f} "
+                     f"{r['us_per_step']:9.1f} {r['us_per_step'] / base:17.2f}x {call:9.1f} "
                      f"{r['state_bytes_per_image'] / 1024:9.1f} KiB {r['rows_timed']:10d}")
     return "\n".join(lines)

@@ -112,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "a list / range (--label 0,3,7 or 0-9) giving each label an equal block of the -n images, "
                         "one grid row per label")
     p.add_argument("--batch-size", type=int_range(1, 65536), default=64, help="images per step-loop call (default: %(default)s)")
+    p.add_argument("--loop", choices=("auto", "raster", "wave"), default="auto",
+                   help="step loop: wave runs several pixels of each image per call (bundles with a wavefront graph, "
+                        "ORT), raster one pixel per call; the same images either way (default: %(default)s: wave "
+                        "where the bundle and runtime have it)")
     p.add_argument("--mean", action="store_true",
                    help="VAE bundles: write the decoder mean of each z instead of a sample of p(x|z)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

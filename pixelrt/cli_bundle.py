@@ -43,7 +43,8 @@ def cmd_sample(args) -> int:
         raise PixelrtError("this bundle is label-conditional; pass --label (e.g. --label 3, or --label 0-9 for "
                            "one block of images per class)")
     res = pipe.sample(bundle, args.num, args.seed, context=context or None, runtime=args.runtime,
-                      batch_size=args.batch_size, progress=console.progress(args), mean=args.mean)
+                      batch_size=args.batch_size, progress=console.progress(args), mean=args.mean,
+                      **({"loop": args.loop} if args.loop != "auto" else {}))
     blocks = len(set(context["label"])) if "label" in context else 1  # one grid row per label block
     columns = args.num // blocks if blocks > 1 else None
     save_grid(res.images, image.levels, args.out, columns=columns,
@@ -149,6 +150,11 @@ def cmd_info(args) -> int:
     state_bytes = sum(s.bytes_per_image for s in states)
     kinds = sorted({s.update for s in states})
     print(f"  state: {len(states)} {'/'.join(kinds) or 'ring-row'} state tensors, {state_bytes / 1024:.1f} KiB per image")
+    front = m.schedule.wavefront if m.schedule else None
+    if front is not None:
+        C, H, W = b.image.shape
+        print(f"  sampling: wavefront graph {front.graph!r}, lag {front.lag}: {front.calls(H, W)} calls per sub-step "
+              f"instead of {H * W} on ORT (--loop raster: one pixel per call)")
     print(f"  reference bits/dim: {', '.join(f'{v:.4f}' for v in m.reference.bits_per_dim)}")
     print(f"  manifest valid; {len(m.files)} files inside the bundle, checksums verified; {checked} graphs match the "
           "manifest")

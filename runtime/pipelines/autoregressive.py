@@ -14,12 +14,12 @@ class AutoregressivePipeline(Pipeline):
     why_not = {"iwae": ", whose log-likelihood is exact",
                "mean": " (sampled autoregressively: it has no closed-form mean)"}
 
-    def _sample(self, bundle, n, seed, *, context, runtime, batch_size, progress, mean) -> Samples:
+    def _sample(self, bundle, n, seed, *, context, runtime, batch_size, progress, mean, loop="auto") -> Samples:
         from pixelrt.runtime.backends import step_backends
         from pixelrt.runtime.sampler import bundle_loop, make_noise
 
         noise = make_noise(n, bundle.image, seed, bundle.step_schedule)
-        with step_backends(runtime, bundle) as (step, row):
+        with step_backends(runtime, bundle, loop) as (step, row):
             res = bundle_loop(step, row, bundle, noise, batch_size=batch_size, progress=progress,
                               context=context or None)
         loglik = res.loglik

@@ -215,8 +215,11 @@ class Pipeline:
     # -- the interface
 
     def sample(self, bundle, n: int, seed: int = 0, *, context: dict | None = None, runtime: str = "ort",
-               batch_size: int = SAMPLE_BATCH, progress: bool = False, mean: bool = False) -> Samples:
-        """``n`` images from ``seed`` (noise, latents and schedule drawn here), as the bundle's kind samples."""
+               batch_size: int = SAMPLE_BATCH, progress: bool = False, mean: bool = False,
+               loop: str = "auto") -> Samples:
+        """``n`` images from ``seed`` (noise, latents and schedule drawn here), as the bundle's kind samples.
+        ``loop``: the step loop of a single autoregressive bundle (runtime/backends.py ``LOOPS``; the same
+        images either way, the wavefront loop in fewer calls)."""
         bundle = self._check_bundle(bundle)
         if mean:
             self.require(bundle, "mean", "mean=True")
@@ -224,8 +227,16 @@ class Pipeline:
         _count(batch_size, "batch size")
         self._check_context(bundle, context, n)
         t0 = time.perf_counter()
+        from pixelrt.runtime.backends import wave_loop_used
+
+        if self.kind == "autoregressive":
+            wave_loop_used(runtime, bundle, loop)  # a loop it cannot run is refused before any work
+        elif loop != "auto":
+            raise PixelrtError(f"loop {loop!r}: a {self.kind} bundle samples through its own pipeline; the step loop "
+                               "choice applies to single autoregressive bundles")
+        extra = {"loop": loop} if self.kind == "autoregressive" else {}
         out = self._sample(bundle, int(n), int(seed), context=context, runtime=runtime, batch_size=int(batch_size),
-                           progress=progress, mean=mean)
+                           progress=progress, mean=mean, **extra)
         out.seed, out.runtime, out.seconds = int(seed), runtime, time.perf_counter() - t0
         out.description = self._describe_samples(bundle, out, mean=mean)
         return out
