@@ -188,7 +188,7 @@ def _int8(bundle, tmp, calib_x, heldout_x, method, step_images, step_feeds_max, 
 
 def drop_wavefront(m: Manifest) -> Manifest:
     """The manifest without its wavefront graph: a reduced-precision copy samples with the raster loop, whose
-    step graph calibration converts and measures (the wavefront graph is not converted; docs/calibration.md)."""
+    step graph calibration converts and measures (the wavefront graph is not converted; docs/precision.md)."""
     front = m.schedule.wavefront if m.schedule else None
     if front is None:
         return m

@@ -28,7 +28,7 @@ REFERENCE_IMAGES = 8
 
 def export_model(model: torch.nn.Module, image, out: str | Path, data=None, *, reference: int = REFERENCE_IMAGES,
                  context: dict | None = None, overwrite: bool = False, seed: int = 0, source: dict | None = None,
-                 adapter=None, log=print) -> ExportResult:
+                 adapter=None, log=print, wavefront: bool = True) -> ExportResult:
     """Export ``model`` to the bundle folder ``out`` and validate it; returns ``ExportResult(bundle, report)``.
 
     image: an ImageSpec or (channels, height, width, levels).
@@ -47,7 +47,7 @@ def export_model(model: torch.nn.Module, image, out: str | Path, data=None, *, r
         source = source or {"api": "pixelrt.export_model", "derived_from": model.source}
     check_protocol(model)
     x = _reference_images(data, image, reference, seed)
-    return export_bundle(model, image, x, out, source=source or {"api": "pixelrt.export_model"},
+    return export_bundle(model, image, x, out, wavefront=wavefront, source=source or {"api": "pixelrt.export_model"},
                          overwrite=overwrite, log=log, context=context)
 
 

@@ -47,18 +47,20 @@ class ExportResult:
 
 def export_bundle(model: torch.nn.Module, image: ImageSpec, reference_x: np.ndarray, out: str | Path,
                   source: dict | None = None, overwrite: bool = False, log=print,
-                  context: dict | None = None) -> ExportResult:
+                  context: dict | None = None, wavefront: bool = True) -> ExportResult:
     """Export ``model`` for images of ``image`` shape into the bundle directory ``out``.
 
     reference_x: real images (uint8 NCHW) whose likelihoods are stored as the bundle's reference and
     used to validate the graphs. context: their conditioning inputs for a conditional model
     (e.g. {"label": (N,)}); valid random ones when omitted. source: provenance for the manifest.
-    Raises PixelrtError for a model or input that cannot be exported, ParityError for a miss.
+    wavefront: False leaves out a wavefront graph the model offers (``wave_module``; the bundle then samples
+    one pixel per call). Raises PixelrtError for a model or input that cannot be exported, ParityError for a
+    miss.
     """
     model = model.eval()
     check_finite_model(model)
     try:
-        spec = export_spec(model, image)
+        spec = export_spec(model, image, wavefront=wavefront)
     except ValueError as e:  # a geometry the model cannot run at (PixelCNN++ sides, a map of another size)
         raise PixelrtError(f"cannot export for {'x'.join(map(str, image.shape))} images: {e}") from None
     x = check_reference_images(image, reference_x)

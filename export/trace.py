@@ -19,6 +19,7 @@ from torch import nn
 from pixelrt.bundle import BATCH, GraphSpec
 from pixelrt.bundle.records import PIXELS
 from pixelrt.errors import PixelrtError
+from pixelrt.faults import raise_if_signalled
 from pixelrt.models.layers import freeze_masks
 
 OPSET = 20
@@ -39,7 +40,9 @@ def _quiet_exporter():
         with warnings.catch_warnings(), contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
             warnings.simplefilter("ignore")
             yield
+        raise_if_signalled()  # a SIGTERM the exporter caught and retried past still ends the command
     except Exception as e:  # noqa: BLE001 - surface the exporter's log with its error
+        raise_if_signalled()  # ... and one it wrapped in its own error is not an export failure
         raise PixelrtError(f"ONNX export failed: {e}\n--- exporter log ---\n{buf.getvalue()[-4000:]}") from e
     finally:
         for lg, lvl in zip(loggers, levels):

@@ -144,8 +144,9 @@ class ExportSpec:
         return [c.name for c in self.conditioning]
 
 
-def autoregressive_spec(model: nn.Module, image: ImageSpec) -> ExportSpec:
-    """The spec of any model that implements the step protocol: full, step and (optionally) row graphs."""
+def autoregressive_spec(model: nn.Module, image: ImageSpec, wavefront: bool = True) -> ExportSpec:
+    """The spec of any model that implements the step protocol: full, step and (optionally) row and
+    wavefront graphs (``wavefront=False``: without the wavefront graph)."""
     check_protocol(model)
     ctx = conditioning(model)
     C, H, W = image.shape
@@ -160,7 +161,7 @@ def autoregressive_spec(model: nn.Module, image: ImageSpec) -> ExportSpec:
         row = _declared(model, "row_module", model.row_module(image))
         graphs[step.schedule.row_graph] = Graph(row, row.graph, trace)
     schedule = step.schedule
-    wave = model.wave_module(image) if callable(getattr(model, "wave_module", None)) else None
+    wave = model.wave_module(image) if wavefront and callable(getattr(model, "wave_module", None)) else None
     if wave is not None:  # None: no wavefront for this image (e.g. no wider than the lag)
         wave = _declared(model, "wave_module", wave)
         front = getattr(wave, "wavefront", None)
@@ -183,12 +184,12 @@ def _declared(model, method: str, module, schedule: bool = False) -> StepModule:
     return module.eval()
 
 
-def export_spec(model: nn.Module, image: ImageSpec) -> ExportSpec:
+def export_spec(model: nn.Module, image: ImageSpec, wavefront: bool = True) -> ExportSpec:
     """A model's spec: its own ``export_spec`` (composites) or the step protocol's."""
     check_protocol(model)
     if callable(getattr(model, "export_spec", None)):
         return model.export_spec(image)
-    return autoregressive_spec(model, image)
+    return autoregressive_spec(model, image, wavefront)
 
 
 def check_exportable(model: nn.Module, image: ImageSpec) -> None:

@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="checkpoint folder written by `pixelrt train`")
     p.add_argument("-o", "--out", required=True, help="bundle folder to write")
     p.add_argument("--data", default=None, help="data for the reference batch (default: the checkpoint's data set)")
+    p.add_argument("--no-wavefront", action="store_true",
+                   help="leave out the wavefront graph (wave.onnx) of a family that has one: a smaller bundle that "
+                        "samples one pixel per call, e.g. for TensorRT or Jetson, which never run it")
     p.add_argument("--reference", type=int_range(1, 4096), default=8,
                    help="held-out images whose log-likelihoods are stored in the bundle as its reference (default: %(default)s)")
     p.add_argument("--force", action="store_true", help="replace an existing bundle at -o (only a pixelrt bundle)")

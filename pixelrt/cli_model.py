@@ -80,7 +80,7 @@ def cmd_export(args) -> int:
         result = export_bundle(model, image, test.x[: args.reference], args.out, overwrite=args.force, log=steps,
                                source={"checkpoint": str(args.checkpoint), "data": record,
                                        "weights_sha256": meta["weights"]["sha256"]},
-                               **_model_context(model, test, args.reference))
+                               wavefront=not args.no_wavefront, **_model_context(model, test, args.reference))
     files = sorted(result.bundle.manifest.files)
     print(f"{result.bundle.kind} bundle written to {args.out} in {time.perf_counter() - t0:.1f} s: "
           f"{', '.join(files)}, manifest.json")

@@ -61,8 +61,20 @@ class Terminated(BaseException):
     """SIGTERM, raised in the main thread so that every ``finally`` (temp folders, locks) runs."""
 
 
+_SIGNALLED: list[int] = []  # signals that arrived, kept in case a library swallows the exception they raised
+
+
 def _raise_terminated(signum, frame):  # pragma: no cover - exercised through a subprocess test
+    _SIGNALLED.append(signum)
     raise Terminated()
+
+
+def raise_if_signalled() -> None:
+    """Re-raise a SIGTERM that arrived inside library code which caught its exception (torch.onnx's exporter
+    catches every error of one capture strategy and tries the next, or wraps it in its own error): call
+    after such a call, and where its error is handled."""
+    if _SIGNALLED:
+        raise Terminated()
 
 
 def install_signal_handlers() -> None:

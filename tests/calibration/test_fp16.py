@@ -28,6 +28,9 @@ def test_fp16_bundle_loads_and_meets_budget(grey_fp16):
     b = load_bundle(res.bundle.root)
     assert b.precision == "fp16" and b.manifest.to_json()["format_version"] == 2
     assert b.graphs["full"].inputs == fp32.graphs["full"].inputs  # I/O unchanged: every runtime drives it
+    # the FP32 wavefront graph is left out: the copy samples with its converted step graph, in raster order
+    assert "wave" in fp32.graphs and "wave" not in b.graphs and b.step_schedule.wavefront is None
+    assert not (b.root / "wave.onnx").exists() and "wave.onnx" not in b.manifest.files
     measured = b.manifest.calibration["measured"]
     assert measured["bits_per_dim_fp32"] == res.fp32_bpd and measured["bits_per_dim_fp16"] == res.bpd
     assert abs(res.delta_bpd) <= FP16_BPD_BUDGET
