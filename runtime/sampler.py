@@ -56,6 +56,21 @@ def check_noise(noise: np.ndarray, n: int, image: ImageSpec, schedule: StepSched
     return noise.astype(np.float32, copy=False)
 
 
+def check_loop_inputs(image: ImageSpec, schedule: StepSchedule, noise: np.ndarray, force, context,
+                      batch_size: int) -> tuple:
+    """(noise, force, context) of a sampling loop, checked (every loop: raster, wavefront, TensorRT's)."""
+    n = len(noise)
+    noise = check_noise(noise, n, image, schedule)
+    context = check_context(context, schedule.context, n)
+    if batch_size < 1:
+        raise PixelrtError(f"batch size must be at least 1, got {batch_size}")
+    if force is not None:
+        if force.shape != (n, *image.shape):
+            raise PixelrtError(f"forced images have shape {force.shape}, expected {(n, *image.shape)}")
+        force = check_images(force, image.levels, "forced images")
+    return noise, force, context
+
+
 def step_loop(runner, image: ImageSpec, state: list[StateSpec], noise: np.ndarray,
               force: np.ndarray | None = None, batch_size: int = 64, progress: bool = False,
               desc: str = "sampling", schedule: StepSchedule | None = None, context: dict | None = None,
@@ -70,17 +85,10 @@ def step_loop(runner, image: ImageSpec, state: list[StateSpec], noise: np.ndarra
     """
     schedule = schedule or StepSchedule(image.channels)
     n = len(noise)
-    noise = check_noise(noise, n, image, schedule)
-    context = check_context(context, schedule.context, n)
-    if batch_size < 1:
-        raise PixelrtError(f"batch size must be at least 1, got {batch_size}")
+    noise, force, context = check_loop_inputs(image, schedule, noise, force, context, batch_size)
     if any(s.update == "row" for s in state) and row_runner is None:
         raise PixelrtError("this bundle has a per-row graph; pass row_runner (a backend on the bundle's "
                            f"{schedule.row_graph!r} graph)")
-    if force is not None:
-        if force.shape != (n, *image.shape):
-            raise PixelrtError(f"forced images have shape {force.shape}, expected {(n, *image.shape)}")
-        force = check_images(force, image.levels, "forced images")
     images = np.zeros((n, *image.shape), dtype=np.uint8)
     logp = np.zeros((n, *image.shape), dtype=np.float32)
     C, H, W = image.shape

@@ -40,10 +40,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pixelrt.data import check_images
 from pixelrt.errors import PixelrtError
 from pixelrt.bundle import ImageSpec, StateSpec, StepSchedule
-from pixelrt.runtime.sampler import StepResult, _progress, check_context, check_noise
+from pixelrt.runtime.sampler import StepResult, _progress, check_loop_inputs
 
 LOOP_INPUTS = ("pixel", "row", "col", "channel", "force", "noise")
 RING = ("ring-row", "strided-ring-row")
@@ -247,14 +246,7 @@ def device_loop(device, image: ImageSpec, state: list[StateSpec], noise: np.ndar
     """
     schedule = schedule or StepSchedule(image.channels)
     n = len(noise)
-    noise = check_noise(noise, n, image, schedule)
-    context = check_context(context, schedule.context, n)
-    if batch_size < 1:
-        raise PixelrtError(f"batch size must be at least 1, got {batch_size}")
-    if force is not None:
-        if force.shape != (n, *image.shape):
-            raise PixelrtError(f"forced images have shape {force.shape}, expected {(n, *image.shape)}")
-        force = check_images(force, image.levels, "forced images")
+    noise, force, context = check_loop_inputs(image, schedule, noise, force, context, batch_size)
     C, H, W = image.shape
     S = schedule.substeps_per_pixel
     cps = C // S

@@ -17,16 +17,14 @@ import functools
 import numpy as np
 
 from pixelrt.bundle import ImageSpec, StateSpec, StepSchedule
-from pixelrt.data import check_images
 from pixelrt.errors import BundleError, PixelrtError
-from pixelrt.runtime.conditioning import check_context
 
 
 def wave_loop(runner, image: ImageSpec, state: list[StateSpec], schedule: StepSchedule, noise: np.ndarray,
               force: np.ndarray | None = None, batch_size: int = 64, progress: bool = False,
               desc: str = "sampling", context: dict | None = None):
     """``step_loop``'s result (images and per-sub-pixel log-probs) from the wavefront graph ``runner``."""
-    from pixelrt.runtime.sampler import StepResult, _progress, check_noise
+    from pixelrt.runtime.sampler import StepResult, _progress, check_loop_inputs
 
     front = schedule.wavefront
     if front is None:
@@ -34,14 +32,7 @@ def wave_loop(runner, image: ImageSpec, state: list[StateSpec], schedule: StepSc
     if any(s.update != "ring-row" for s in state):
         raise BundleError("a wavefront schedule needs ring-row states only; re-export the bundle")
     n = len(noise)
-    noise = check_noise(noise, n, image, schedule)
-    context = check_context(context, schedule.context, n)
-    if batch_size < 1:
-        raise PixelrtError(f"batch size must be at least 1, got {batch_size}")
-    if force is not None:
-        if force.shape != (n, *image.shape):
-            raise PixelrtError(f"forced images have shape {force.shape}, expected {(n, *image.shape)}")
-        force = check_images(force, image.levels, "forced images")
+    noise, force, context = check_loop_inputs(image, schedule, noise, force, context, batch_size)
     images = np.zeros((n, *image.shape), dtype=np.uint8)
     logp = np.zeros((n, *image.shape), dtype=np.float32)
     calls = front.calls(image.height, image.width)
