@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from pixelrt.bench.common import _best_of, _load, export_temporary, random_images, set_threads, write_records
-from pixelrt.bench.flops import flops_per_pixel
+from pixelrt.bench.flops import flops_per_pixel, wave_flops_per_pixel
 from pixelrt.bench.specs import PP32, STEP_LOOP, BenchSpec, bench_spec
 from pixelrt.bench.step_report import format_report
 from pixelrt.bench.step_speed import peak_gflops, state_bytes_per_image, step_speed_report
@@ -173,7 +173,8 @@ def run_bench(batches: list[int], json_path: str | os.PathLike | None = None, na
                                       row_runner=row_of[name])
                     record(name, "cached", b, sec, step_fpp, cached_rows)
                 if sched.wavefront is not None:
-                    _wave_rows(bundle, threads, b, cached_rows, spec.seed, log, record, step_fpp, image)
+                    wave_fpp = wave_flops_per_pixel(net.config) if spec.family == "pixelcnn" else step_fpp
+                    _wave_rows(bundle, threads, b, cached_rows, spec.seed, log, record, wave_fpp, image, step_fpp)
                 for precision, rb in reduced.items():
                     log(f"[batch {b}] cached ort {precision}, {cached_rows} of {H} rows ...")
                     with OrtBackend(rb.graph_path("step"), threads=threads or 0) as runner:
@@ -207,9 +208,11 @@ def time_wave(runner, image: ImageSpec, bundle, batch: int, rows: int, repeats: 
     return dt * image.height / rows / batch, out[-1]
 
 
-def _wave_rows(bundle, threads, b: int, cached_rows: int, seed: int, log, record, step_fpp, image) -> None:
+def _wave_rows(bundle, threads, b: int, cached_rows: int, seed: int, log, record, wave_fpp, image,
+               step_fpp) -> None:
     """The wavefront loop at batch ``b`` (what `pixelrt sample` runs on ORT), and whether it samples the
-    raster loop's images for the timed noise."""
+    raster loop's images for the timed noise. Its FLOPs are the ones its graph runs (``wave_fpp``: the
+    masked taps are not read); ``effective_peak_fraction`` counts the step graph's (``step_fpp``) instead."""
     from pixelrt.runtime.ort_backend import OrtBackend
     from pixelrt.runtime.sampler import step_loop
 
@@ -224,7 +227,9 @@ def _wave_rows(bundle, threads, b: int, cached_rows: int, seed: int, log, record
         ref = step_loop(step, sub, bundle.state, make_noise(b, sub, seed, bundle.step_schedule), batch_size=b,
                         schedule=bundle.step_schedule)
     calls = front.calls(image.height, image.width) * bundle.step_schedule.substeps_per_pixel
-    rec = record("ort", "wavefront", b, sec, step_fpp, min(cached_rows, image.height))
+    rec = record("ort", "wavefront", b, sec, wave_fpp, min(cached_rows, image.height))
+    if step_fpp is not None and rec["peak_fraction"] is not None:
+        rec["effective_peak_fraction"] = rec["peak_fraction"] * step_fpp / wave_fpp
     rec.update(us_per_call=sec * b / calls * 1e6, calls_per_image=calls, lag=front.lag,
                same_images_as_cached=float((ref.images == got.images).mean()),
                max_abs_logp_vs_cached=float(abs(ref.logp - got.logp).max()))

@@ -20,6 +20,15 @@ def step_flops_per_pixel(cfg) -> int:
     return 2 * macs * C
 
 
+def wave_flops_per_pixel(cfg) -> int:
+    """PixelCNN: FLOPs the wavefront graph executes per pixel: the step's, less the masked current-row taps
+    (the centre and right of it) that its windows do not read (``models/pixelcnn_wave.live_taps``)."""
+    C, w, h = cfg.channels, cfg.hidden, cfg.hidden // 2
+    k0, k = cfg.input_kernel, cfg.block_kernel
+    skipped = (k0 // 2 + 1) * C * w + cfg.blocks * (k // 2 + 1) * h * h  # k//2 + 1 taps of each current row
+    return step_flops_per_pixel(cfg) - 2 * skipped * C
+
+
 def dense_flops_per_pixel(cfg) -> int:
     """PixelCNN: FLOPs per pixel of one full-path forward with dense k x k kernels (masks not exploited).
 

@@ -54,9 +54,12 @@ def format_report(records: list[dict], peak: float | None) -> str:
                      f"{r0['step_nodes_optimized']} nodes {r0['floor_us']:.1f} us")
     for r in records:
         if r["method"] == "wavefront":
+            eff = r.get("effective_peak_fraction")
             lines.append(f"wavefront, batch {r['batch']}: {r['calls_per_image']} calls per image (lag {r['lag']}), "
                          f"{r['us_per_call']:.1f} us per call; {r['same_images_as_cached']:.1%} of sub-pixels as the "
-                         f"raster loop samples, max |delta log p| {r['max_abs_logp_vs_cached']:.1e} nats")
+                         f"raster loop samples, max |delta log p| {r['max_abs_logp_vs_cached']:.1e} nats; "
+                         f"{r['flops_per_pixel']:,} FLOPs/pixel run (the masked taps skipped)"
+                         + (f", {eff:.1%} of peak at the step graph's {r['step_flops_per_pixel']:,}" if eff else ""))
     if r0.get("wave_floor_us") is not None:
         wave = r0["graph_nodes"].get("wave", {})
         lines.append(f"wave graph: {wave.get('exported')} nodes exported, {wave.get('optimized')} after ORT's "

@@ -21,6 +21,13 @@ from pixelrt.bundle.graphs import Wavefront, wave_graph
 from pixelrt.models.contract import StepModule
 
 
+def live_taps(stack) -> torch.Tensor:
+    """Indices (into a window's rows*k taps, row-major) of the taps a masked conv reads: every tap of the rows
+    above, and the current row left of the centre (the centre comes from the fresh input; the right is masked)."""
+    rows, k, pad = len(stack.row_offsets), len(stack.col_offsets), stack.spec.pad
+    return torch.tensor([r * k + c for r in range(rows) for c in range(k) if r < rows - 1 or c < pad])
+
+
 def reach(step) -> int:
     """Columns to the right of a pixel that its windows read in the rows above: the largest ring pad."""
     return max(s.pad for s in step.states)
@@ -36,8 +43,8 @@ class PixelCNNWave(StepModule):
     Each window is one table lookup per pixel and one Gather from the state with its layers, rows and
     columns flattened, straight into (B, P, L, taps, C) order (no Transpose), and every reshape has a
     constant target (no shape arithmetic in the graph): the nodes ORT runs per call are the step
-    graph's plus the batch/pixel flattening. The sampler counts levels with a MatMul
-    (``heads.inverse_cdf_sample``), the same integers as the step graph's.
+    graph's plus the batch/pixel flattening. The sampler sums the CDF levels-first and counts levels with a
+    MatMul (``heads.inverse_cdf_sample``): the same CDF and the same integers as the step graph's.
     """
 
     def __init__(self, step):
@@ -46,10 +53,14 @@ class PixelCNNWave(StepModule):
         self.lag = reach(step) + 1
         self.graph = wave_graph(step.channels, step.states)
         self.wavefront = Wavefront("wave", self.lag)
-        for name, stack in (("index_input", step.input_window), ("index_blocks", step.block_windows)):
+        for name, stack in (("input", step.input_window), ("blocks", step.block_windows)):
+            keep = live_taps(stack)  # the masked taps (current row, centre and right) are not read at all
             per_layer = stack.spec.rows * (step.width + 2 * stack.spec.pad)  # flat positions of one layer
-            table = stack.index[:, None, :] + torch.arange(stack.layers)[None, :, None] * per_layer
-            self.register_buffer(name, table.reshape(table.shape[0], -1).clone())  # (phases * W, L * taps)
+            table = stack.index[:, keep][:, None, :] + torch.arange(stack.layers)[None, :, None] * per_layer
+            self.register_buffer(f"index_{name}", table.reshape(table.shape[0], -1).clone())  # (phases*W, L*taps)
+            L, _, N = stack.w_window.shape
+            w = stack.w_window.reshape(L, len(stack.row_offsets) * len(stack.col_offsets), -1, N)[:, keep]
+            self.register_buffer(f"w_{name}", w.reshape(L, -1, N).clone())  # (L, taps * Cin, N)
 
     @staticmethod
     def _window(cache, index, key, layers: int):
@@ -64,6 +75,6 @@ class PixelCNNWave(StepModule):
         value, logp, new_0, new_1 = s.trunk(
             pixel.reshape(-1, s.channels), self._window(input_cache, self.index_input, key, 1),
             self._window(block_cache, self.index_blocks, key, s.blocks), channel, force.reshape(-1),
-            noise.reshape(-1), count="matmul")
+            noise.reshape(-1), count="levels-first", window_weights=(self.w_input[0], self.w_blocks))
         return (value.reshape_as(force), logp.reshape_as(noise), new_0.reshape(*force.shape, 1, s.channels),
                 new_1.reshape(*force.shape, s.blocks, s.half))

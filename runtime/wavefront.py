@@ -56,14 +56,14 @@ def _wave_batch(runner, image, schedule, state, noise, force, context, bar):
     # (S, B, H*W[, K]) and (S, B, H*W[, cps]): a call's pixels in flight are one strided slice (``_plan``)
     noise_s = np.ascontiguousarray(noise.reshape(B, S, K, H * W).transpose(1, 0, 3, 2))
     noise_s = noise_s[..., 0] if K == 1 else noise_s
-    force_s = (np.full((S, B, H * W, cps), -1, np.int64) if force is None
-               else np.ascontiguousarray(force.reshape(B, S, cps, H * W).transpose(1, 0, 3, 2)).astype(np.int64))
-    force_s = force_s[..., 0] if cps == 1 else force_s
+    force_s = None if force is None else \
+        np.ascontiguousarray(force.reshape(B, S, cps, H * W).transpose(1, 0, 3, 2)).astype(np.int64)
+    force_s = force_s[..., 0] if force_s is not None and cps == 1 else force_s  # None: the buffers stay -1
     values = np.zeros((S, B, H * W, cps), np.int64)
     logps = np.zeros((S, B, H * W, cps), np.float32)
     # flat ring views (B, L, rows * (W + 2 pad), C): a pixel's column goes to slot * (W + 2 pad) + col + pad
     flat = [(caches[st.name].reshape(B, st.shape[1], -1, st.shape[-1]), st.source) for st in state]
-    io = _Calls(runner, caches, context, B, C)
+    io = _Calls(runner, caches, context, B, C, () if cps == 1 else (cps,), () if K == 1 else (K,))
     for P, at, rows, cols, slots in _plan(schedule.wavefront, H, W, tuple((st.rows, st.pad, st.shape[3]) for st in state)):
         buf = io.buffers(P)
         buf["rows"][:], buf["cols"][:] = rows, cols
@@ -71,7 +71,8 @@ def _wave_batch(runner, image, schedule, state, noise, force, context, bar):
             buf["pixel"][:] = 0
         for s in range(S):
             buf["channel"][()] = s
-            buf["force"][:] = force_s[s][:, at]
+            if force_s is not None:
+                buf["force"][:] = force_s[s][:, at]
             buf["noise"][:] = noise_s[s][:, at]
             out = io.run()
             v = out["value"].reshape(B, P, cps)
@@ -117,8 +118,10 @@ class _Calls:
     that can bind them (ORT CPU: ``bind(..., pixels=P)``) reads those buffers and writes preallocated
     outputs, so no array is allocated per call; any other runner gets the feed dict, checked once."""
 
-    def __init__(self, runner, caches: dict, context: dict, batch: int, channels: int):
+    def __init__(self, runner, caches: dict, context: dict, batch: int, channels: int, per_force: tuple = (),
+                 per_noise: tuple = ()):
         self.runner, self.caches, self.context, self.batch, self.channels = runner, caches, context, batch, channels
+        self.per_force, self.per_noise = per_force, per_noise  # a call's channels and uniforms per pixel, if > 1
         self.sets: dict[int, tuple] = {}
         self.current = None
         self.first = True
@@ -129,7 +132,8 @@ class _Calls:
             B = self.batch
             buf = {"pixel": np.zeros((B, pixels, self.channels), np.int64), "rows": np.zeros(pixels, np.int64),
                    "cols": np.zeros(pixels, np.int64), "channel": np.zeros((), np.int64),
-                   "force": np.zeros((B, pixels), np.int64), "noise": np.zeros((B, pixels), np.float32)}
+                   "force": np.full((B, pixels, *self.per_force), -1, np.int64),
+                   "noise": np.zeros((B, pixels, *self.per_noise), np.float32)}
             feeds = {**buf, **self.caches, **self.context}
             bind = getattr(self.runner, "bind", None)
             bound = bind(feeds, B, pixels=pixels) if callable(bind) else None

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from pixelrt.bench.autoregressive import run_bench
-from pixelrt.bench.flops import dense_flops_per_pixel, step_flops_per_pixel
+from pixelrt.bench.flops import dense_flops_per_pixel, step_flops_per_pixel, wave_flops_per_pixel
 from pixelrt.bench.specs import BenchSpec
 from pixelrt.models import PixelCNN, PixelCNNConfig
 from pixelrt.bundle import ImageSpec
@@ -67,12 +67,20 @@ def test_run_bench_records(tmp_path):
         assert r["ms_per_image"] > 0 and r["peak_fraction"] > 0 and r["peak_gflops"] > 0
         assert r["dense_flops_per_pixel"] == dense_flops_per_pixel(cfg)
         if r["method"] in ("cached", "wavefront"):
-            assert r["flops_per_pixel"] == step_flops_per_pixel(cfg)
+            want = step_flops_per_pixel(cfg) if r["method"] == "cached" else wave_flops_per_pixel(cfg)
+            assert r["flops_per_pixel"] == want
             assert r["extrapolated_from_rows"] == 3
         else:
             assert r["flops_per_pixel"] == dense_flops_per_pixel(cfg) * 4 * 5
             assert r["extrapolated_from_rows"] == 2
     wave = [r for r in records if r["method"] == "wavefront"]
+    model = PixelCNN(cfg)  # the wavefront graph skips exactly the masked taps: its weights are the FLOPs it runs
+    w = model.wave_module(spec.image)
+    s = w.step
+    runs = (w.w_input.numel() + s.w_centre.numel() + s.blocks * (s.w_reduce[0].numel() + s.half * s.half
+            + w.w_blocks[0, :, :s.half].numel() + s.half * s.w_expand.shape[2]) + s.w_head_hidden.numel()
+            + s.w_head_out.numel())
+    assert 2 * runs == wave_flops_per_pixel(cfg) < step_flops_per_pixel(cfg) == 2 * s.weight_macs()
     for r in wave:  # the bundle's wavefront loop: the raster loop's samples, in fewer calls (lag 2 on 5 columns)
         assert r["lag"] == 2 and r["calls_per_image"] == 5 + 2 * 3 < 4 * 5
         assert r["same_images_as_cached"] == 1.0 and r["max_abs_logp_vs_cached"] < 1e-4
