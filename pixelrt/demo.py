@@ -24,7 +24,8 @@ def run_demo(out: Path, minutes: float = 1.0) -> int:
     from pixelrt.runtime.evaluate import evaluate
     from pixelrt.runtime.grid import save_grid
     from pixelrt.runtime.ort_backend import OrtBackend
-    from pixelrt.runtime.sampler import make_noise, step_loop
+    from pixelrt.runtime.backends import step_backends
+    from pixelrt.runtime.sampler import bundle_loop, make_noise
 
     t_start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
@@ -41,15 +42,15 @@ def run_demo(out: Path, minutes: float = 1.0) -> int:
     result = train(model, tr, te, TrainConfig(time_budget=minutes * 60), out / "checkpoint", meta)
     model, _ = load_checkpoint(out / "checkpoint")  # the best epoch, as saved
 
-    print("[2/5] exporting the bundle (full.onnx + step.onnx + manifest.json)")
+    print("[2/5] exporting the bundle (full.onnx + step.onnx + wave.onnx + manifest.json)")
     exported = export_bundle(model, image, te.x[:8], out / "bundle", overwrite=True,
                              source={"checkpoint": str(out / "checkpoint"), "data": meta["data"]})
     bundle = exported.bundle
 
-    print("[3/5] sampling 16 images with the step graph in ONNX Runtime")
+    print("[3/5] sampling 16 images in ONNX Runtime (the wavefront loop: several pixels of each image per call)")
     t0 = time.perf_counter()
-    with OrtBackend(bundle.graph_path("step")) as step:
-        samples = step_loop(step, image, bundle.state, make_noise(16, image, seed=0), progress=True)
+    with step_backends("ort", bundle) as (step, row):
+        samples = bundle_loop(step, row, bundle, make_noise(16, image, seed=0), progress=True)
     ms_per_image = 1e3 * (time.perf_counter() - t0) / 16
     save_grid(samples.images, ds.levels, out / "samples.png")
 
