@@ -214,18 +214,15 @@ def _wave_rows(bundle, threads, b: int, cached_rows: int, seed: int, log, record
     raster loop's images for the timed noise. Its FLOPs are the ones its graph runs (``wave_fpp``: the
     masked taps are not read); ``effective_peak_fraction`` counts the step graph's (``step_fpp``) instead."""
     from pixelrt.runtime.ort_backend import OrtBackend
-    from pixelrt.runtime.sampler import step_loop
+    from pixelrt.runtime.sampler import make_noise, step_loop
 
-    front = bundle.step_schedule.wavefront
+    front, sched = bundle.step_schedule.wavefront, bundle.step_schedule
     log(f"[batch {b}] wavefront ort (lag {front.lag}), {cached_rows} of {image.height} rows ...")
+    sub = ImageSpec(image.channels, min(cached_rows, image.height), image.width, image.levels)  # time_wave's
     with OrtBackend(bundle.graph_path(front.graph), threads=threads or 0) as wave, \
             OrtBackend(bundle.graph_path("step"), threads=threads or 0) as step:
         sec, got = time_wave(wave, image, bundle, b, cached_rows, seed=seed)
-        sub = ImageSpec(image.channels, min(cached_rows, image.height), image.width, image.levels)
-        from pixelrt.runtime.sampler import make_noise
-
-        ref = step_loop(step, sub, bundle.state, make_noise(b, sub, seed, bundle.step_schedule), batch_size=b,
-                        schedule=bundle.step_schedule)
+        ref = step_loop(step, sub, bundle.state, make_noise(b, sub, seed, sched), batch_size=b, schedule=sched)
     calls = front.calls(image.height, image.width) * bundle.step_schedule.substeps_per_pixel
     rec = record("ort", "wavefront", b, sec, wave_fpp, min(cached_rows, image.height))
     if step_fpp is not None and rec["peak_fraction"] is not None:

@@ -18,6 +18,7 @@ import numpy as np
 
 from pixelrt.bundle import REEXPORT
 from pixelrt.errors import BundleError, PixelrtError
+from pixelrt.runtime.backends import wave_loop_used
 
 # Options only some kinds have: how the refusal reads, with {flag} as the caller spells it (``--mean`` on the
 # command line, ``mean=True`` in Python) and {kinds} the titles of the kinds that support it.
@@ -226,15 +227,13 @@ class Pipeline:
         _count(n, "number of images")
         _count(batch_size, "batch size")
         self._check_context(bundle, context, n)
-        t0 = time.perf_counter()
-        from pixelrt.runtime.backends import wave_loop_used
-
         if self.kind == "autoregressive":
             wave_loop_used(runtime, bundle, loop)  # a loop it cannot run is refused before any work
         elif loop != "auto":
             raise PixelrtError(f"loop {loop!r}: a {self.kind} bundle samples through its own pipeline; the step loop "
                                "choice applies to single autoregressive bundles")
         extra = {"loop": loop} if self.kind == "autoregressive" else {}
+        t0 = time.perf_counter()
         out = self._sample(bundle, int(n), int(seed), context=context, runtime=runtime, batch_size=int(batch_size),
                            progress=progress, mean=mean, **extra)
         out.seed, out.runtime, out.seconds = int(seed), runtime, time.perf_counter() - t0
