@@ -65,25 +65,22 @@ def step_graph(channels: int, states, context=(), channels_per_substep: int = 1,
 
 
 def wave_graph(channels: int, states, context=(), channels_per_substep: int = 1, noise_per_substep: int = 1,
-               file: str = "wave.onnx") -> GraphSpec:
-    """Wavefront graph I/O (``Wavefront``): the step graph's, with the pixels in flight as an axis after the
+               file: str = "wave.onnx", front: Wavefront | None = None) -> GraphSpec:
+    """Wavefront graph I/O (``Wavefront``): the step graph's, with the pixels in flight as an axis beside the
     batch: ``rows``/``cols`` (pixels,), ``pixel`` (B, P, C), ``force``/``noise``/``value``/``logp`` (B, P[, n]),
-    and each ring state's new columns (B, P, L, C). The states are the step graph's own."""
+    the step graph's own states and (B, P, L, C) new columns; ``front.layout`` "batch-last" moves the batch
+    axis of each to the end (``bundle.state.WAVE_LAYOUTS``)."""
+    front = front or Wavefront("wave", 1)
     per = () if channels_per_substep == 1 else (channels_per_substep,)
     k = () if noise_per_substep == 1 else (noise_per_substep,)
-    ins = [TensorSpec("pixel", "int64", (BATCH, PIXELS, channels)), TensorSpec("rows", "int64", (PIXELS,)),
+    ins = [TensorSpec("pixel", "int64", front.per_pixel(channels)), TensorSpec("rows", "int64", (PIXELS,)),
            TensorSpec("cols", "int64", (PIXELS,)), TensorSpec("channel", "int64", ()),
-           TensorSpec("force", "int64", (BATCH, PIXELS, *per)), TensorSpec("noise", "float32", (BATCH, PIXELS, *k))]
-    ins += context_io(context) + [state_input(s) for s in states]
-    outs = [TensorSpec("value", "int64", (BATCH, PIXELS, *per)),
-            TensorSpec("logp", "float32", (BATCH, PIXELS, *per), unit="nats"),
-            *(wave_output(s) for s in states)]
+           TensorSpec("force", "int64", front.per_pixel(*per)), TensorSpec("noise", "float32", front.per_pixel(*k))]
+    ins += context_io(context) + [TensorSpec(s.name, s.dtype, front.state_shape(s)) for s in states]
+    outs = [TensorSpec("value", "int64", front.per_pixel(*per)),
+            TensorSpec("logp", "float32", front.per_pixel(*per), unit="nats"),
+            *(TensorSpec(s.source, s.dtype, front.new_shape(s)) for s in states)]
     return GraphSpec(file, tuple(ins), tuple(outs))
-
-
-def wave_output(s: StateSpec) -> TensorSpec:
-    """A ring state's new columns from a wavefront graph: (B, P, L, C), one per pixel in flight."""
-    return TensorSpec(s.source, s.dtype, (BATCH, PIXELS, s.shape[1], s.shape[-1]))
 
 
 def row_graph(channels: int, width: int, reads, updates, context=(), file: str = "row.onnx",
@@ -102,5 +99,5 @@ def step_schedule(channels: int, substeps_per_pixel: int | None = None, noise_pe
                         tuple(c.name for c in context or ()), row_graph, sampler)
 
 
-__all__ = ["STEP_INPUTS", "WAVE_INPUTS", "ConditioningSpec", "Wavefront", "wave_graph", "wave_output", "context_io", "full_graph", "ring_state", "row_graph", "row_state",
+__all__ = ["STEP_INPUTS", "WAVE_INPUTS", "ConditioningSpec", "Wavefront", "wave_graph", "context_io", "full_graph", "ring_state", "row_graph", "row_state",
            "state_input", "state_output", "step_graph", "step_schedule"]

@@ -348,14 +348,16 @@ class Manifest:
             if st.rows < st.pad + 1 or s.wavefront.lag < st.pad + 1:
                 f["lag"].fail(f"({s.wavefront.lag}) must exceed state {st.name!r}'s pad ({st.pad}), and its rows "
                               f"({st.rows}) must cover the pad: row i reads up to pad columns right in the rows above")
-            t = wave.input(st.name)
-            if t is None or (t.dtype, tuple(t.shape)) != (st.dtype, tuple(st.shape)):
+            t, layout = wave.input(st.name), s.wavefront.layout
+            want = s.wavefront.state_shape(st)
+            if t is None or (t.dtype, tuple(t.shape)) != (st.dtype, want):
                 f["graph"].fail(f"graph {s.wavefront.graph!r} must take state {st.name!r} as {st.dtype} "
-                                f"{list(st.shape)}")
+                                f"{list(want)} (layout {layout})")
             out = wave.output(st.source)
-            want = (BATCH, PIXELS, st.shape[1], st.shape[4])
+            want = s.wavefront.new_shape(st)
             if out is None or tuple(out.shape) != want or out.dtype != st.dtype:
-                f["graph"].fail(f"graph {s.wavefront.graph!r} must give {st.source!r} as {st.dtype} {list(want)}")
+                f["graph"].fail(f"graph {s.wavefront.graph!r} must give {st.source!r} as {st.dtype} {list(want)} "
+                                f"(layout {layout})")
         known = {st.name for st in self.state} | set(s.context) | set(WAVE_INPUTS)
         extra = [t.name for t in wave.inputs if t.name not in known]
         if extra:
@@ -364,7 +366,7 @@ class Manifest:
         cps = s.channels_per_substep(C)
         for side, want in (("inputs", TensorSpec("rows", "int64", (PIXELS,))),
                            ("inputs", TensorSpec("cols", "int64", (PIXELS,))),
-                           ("outputs", TensorSpec("value", "int64", (BATCH, PIXELS) + (() if cps == 1 else (cps,))))):
+                           ("outputs", TensorSpec("value", "int64", s.wavefront.per_pixel(*(() if cps == 1 else (cps,)))))):
             got = (wave.input if side == "inputs" else wave.output)(want.name)
             if got is None or (got.dtype, tuple(got.shape)) != (want.dtype, want.shape):
                 f["graph"].fail(f"graph {s.wavefront.graph!r} must have {side[:-1]} {want.name!r} as {want.dtype} "

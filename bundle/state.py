@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pixelrt.bundle.fields import Field
-from pixelrt.bundle.records import BATCH, MAX_CHANNELS, record_field, parse_shape
+from pixelrt.bundle.records import BATCH, MAX_CHANNELS, PIXELS, record_field, parse_shape
 
 MAX_STATE_BYTES = 1 << 28  # one state tensor, per image
 
@@ -90,19 +90,30 @@ COMMITS = ("after-last-substep",)
 MAX_LAG = 4096
 
 
+WAVE_LAYOUTS = {
+    "batch-first": "the step graph's own ring states (batch, L, rows, W + 2*pad, C); per-pixel tensors (batch, "
+                   "pixels, ...); each ring's new columns (batch, pixels, L, C)",
+    "batch-last": "each ring state with the batch axis last, (L, rows, W + 2*pad, C, batch); per-pixel tensors "
+                  "(pixels, batch, ...); each ring's new columns (L, C, pixels, batch): a window's taps of the "
+                  "whole batch are then one contiguous block, and the batch is the columns of its GEMMs",
+}
+
+
 @dataclass(frozen=True)
 class Wavefront:
     """Several pixels of each image per call (manifest ``schedule.wavefront``).
 
     ``graph`` (a key of the manifest's ``graphs``) is the step graph with per-pixel positions: its inputs
-    ``rows``/``cols`` (pixels,) name the pixels in flight, which form a "pixels" axis after the batch
-    axis of ``pixel``, ``force``, ``noise`` and of every ring state's new column. Row i runs ``lag``
-    pixels behind row i - 1, so at call t the pixels (i, t - lag * i) are independent: W + lag * (H - 1)
-    calls per sub-step instead of H * W. Sub-steps and commits are the raster schedule's, per pixel.
+    ``rows``/``cols`` (pixels,) name the pixels in flight, which form a "pixels" axis beside the batch
+    axis of ``pixel``, ``force``, ``noise``, ``value`` and ``logp``. Row i runs ``lag`` pixels behind row i - 1, so at call t the
+    pixels (i, t - lag * i) are independent: W + lag * (H - 1) calls per sub-step instead of H * W.
+    Sub-steps and commits are the raster schedule's, per pixel. ``layout`` (WAVE_LAYOUTS) is the order of
+    the graph's axes; the ring slots and columns are the step graph's either way.
     """
 
     graph: str
     lag: int
+    layout: str = "batch-first"
 
     def calls(self, height: int, width: int) -> int:
         return width + self.lag * (height - 1)
@@ -111,13 +122,35 @@ class Wavefront:
         """Rows [lo, hi) in flight at call t; row i is at column t - lag * i."""
         return max(0, -(-(t - width + 1) // self.lag)), min(height - 1, t // self.lag) + 1
 
+    @property
+    def batch_last(self) -> bool:
+        return self.layout == "batch-last"
+
+    def per_pixel(self, *trailing) -> tuple:
+        """The shape of a per-pixel input or output (pixel, force, noise, value, logp)."""
+        return (PIXELS, BATCH, *trailing) if self.batch_last else (BATCH, PIXELS, *trailing)
+
+    def state_shape(self, state: StateSpec) -> tuple:
+        """A ring state as the wavefront graph takes it."""
+        return (*state.shape[1:], BATCH) if self.batch_last else tuple(state.shape)
+
+    def new_shape(self, state: StateSpec) -> tuple:
+        """A ring state's new columns as the wavefront graph gives them, one per pixel in flight."""
+        L, C = state.shape[1], state.shape[-1]
+        return (L, C, PIXELS, BATCH) if self.batch_last else (BATCH, PIXELS, L, C)
+
+    def allocate(self, state: StateSpec, batch: int) -> np.ndarray:
+        shape = self.state_shape(state)
+        return np.zeros(tuple(batch if d == BATCH else d for d in shape), dtype=state.dtype)
+
     def to_json(self) -> dict:
-        return {"graph": self.graph, "lag": self.lag}
+        return {"graph": self.graph, "lag": self.lag, "layout": self.layout}
 
     @classmethod
     def parse(cls, f: Field) -> "Wavefront":
-        f.obj(("graph", "lag"))
-        return cls(f["graph"].name(), f["lag"].int(1, MAX_LAG))
+        f.obj(("graph", "lag"), ("layout",))  # a bundle written before layouts existed is batch-first
+        layout = f["layout"].str(tuple(WAVE_LAYOUTS)) if "layout" in f.value else "batch-first"
+        return cls(f["graph"].name(), f["lag"].int(1, MAX_LAG), layout)
 
 
 @dataclass(frozen=True)

@@ -92,9 +92,10 @@ def check_graph(name: str, graph, path, image: ImageSpec, batch: int, given: dic
         for scalars in scalar_runs(spec, image, rng):
             feeds = {t.name: _feed(t, batch, image, rng, given, scalars, classes) for t in spec.inputs}
             a, b = ort.infer(feeds), ref.infer(feeds)
-            for k in spec.output_names():
-                got_all.setdefault(k, []).append(a[k])
-                want_all.setdefault(k, []).append(b[k])
+            for t in spec.outputs:  # the batch axis first (a batch-last wavefront's new columns have it last)
+                axis = t.shape.index(BATCH) if BATCH in t.shape else 0
+                got_all.setdefault(t.name, []).append(np.moveaxis(a[t.name], axis, 0))
+                want_all.setdefault(t.name, []).append(np.moveaxis(b[t.name], axis, 0))
     got = {k: np.stack(v) for k, v in got_all.items()}
     want = {k: np.stack(v) for k, v in want_all.items()}
     same = np.ones(got[spec.output_names()[0]].shape[:2], bool)  # (runs, batch): rows whose samples agree

@@ -109,17 +109,21 @@ class PixelCNNStep(StepModule):
                           self.block_windows.window(block_cache, row, col, key), channel, force, noise)
 
     def trunk(self, pixel, input_window, block_window, channel, force, noise, count: str = "sum",
-              window_weights=None):
+              window_weights=None, products=None):
         """Everything after the cache reads: ``input_window`` (B, 1, K0) and ``block_window`` (B, n, K) are
         the gathered taps (``ConvWindowStack.window``) of the input conv and of every block. ``count``: how
         the sampler counts levels (``heads.inverse_cdf_sample``; the same value either way).
         ``window_weights``: (input, blocks) window weights for windows gathered without some taps (the
-        wavefront's, without the masked ones); default the stacks' own."""
+        wavefront's, without the masked ones); default the stacks' own. ``products``: the blocks' windows
+        (n, B, h+1) already multiplied by their weights, bias not added (the batch-last wavefront's);
+        ``block_window`` is then not used."""
         B = pixel.shape[0]
         x = normalize(pixel, self.levels)  # (B, C)
         w_input = self.w_input if window_weights is None else window_weights[0]
         h = input_window.reshape(B, -1) @ w_input + (x @ self.w_centre + self.input_bias)  # (B, 2h)
-        if window_weights is None:
+        if products is not None:
+            windows = products + self.block_windows.bias
+        elif window_weights is None:
             windows = self.block_windows.taps(block_window)  # (n, B, h+1): taps + bias, constant-1 column
         else:
             windows = torch.bmm(block_window.transpose(0, 1), window_weights[1]) + self.block_windows.bias

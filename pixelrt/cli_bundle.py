@@ -153,8 +153,8 @@ def cmd_info(args) -> int:
     front = m.schedule.wavefront if m.schedule else None
     if front is not None:
         C, H, W = b.image.shape
-        print(f"  sampling: wavefront graph {front.graph!r}, lag {front.lag}: {front.calls(H, W)} calls per sub-step "
-              f"instead of {H * W} on ORT (--loop raster: one pixel per call)")
+        print(f"  sampling: wavefront graph {front.graph!r}, lag {front.lag}, {front.layout}: {front.calls(H, W)} calls "
+              f"per sub-step instead of {H * W} on ORT (--loop raster: one pixel per call)")
     print(f"  reference bits/dim: {', '.join(f'{v:.4f}' for v in m.reference.bits_per_dim)}")
     print(f"  manifest valid; {len(m.files)} files inside the bundle, checksums verified; {checked} graphs match the "
           "manifest")

@@ -89,13 +89,18 @@ class OrtBackend(Backend):
             return None
         self.check(inputs)
         outs = self.session.get_outputs()
-        dims = [[d if isinstance(d, int) else pixels for d in o.shape[1:]] for o in outs]
-        if any(not o.shape for o in outs) or any(d is None for ds in dims for d in ds):
+        if any(not o.shape for o in outs):
+            return None
+        # the batch axis is the one named so (a batch-last wavefront's new columns), else the first
+        at = [o.shape.index("batch") if "batch" in o.shape else 0 for o in outs]
+        dims = [[batch if k == a else d if isinstance(d, int) else pixels for k, d in enumerate(o.shape)]
+                for o, a in zip(outs, at)]
+        if any(d is None for ds in dims for d in ds):
             return None
         binding = self.session.io_binding()
         for k, v in inputs.items():
             binding.bind_cpu_input(k, v)
-        outputs = {o.name: np.empty([batch, *ds], ONNX_TO_NUMPY[o.type]) for o, ds in zip(outs, dims)}
+        outputs = {o.name: np.empty(ds, ONNX_TO_NUMPY[o.type]) for o, ds in zip(outs, dims)}
         for name, arr in outputs.items():
             binding.bind_ortvalue_output(name, ort.OrtValue.ortvalue_from_numpy(arr))
         session, keep = self.session, (inputs, outputs)  # the binding reads this memory: keep it alive

@@ -52,7 +52,8 @@ def _wave_batch(runner, image, schedule, state, noise, force, context, bar):
     C, H, W = image.shape
     S, K = schedule.substeps_per_pixel, schedule.noise_per_substep
     cps = C // S
-    caches = {s.name: s.allocate(B) for s in state}
+    front = schedule.wavefront
+    caches = {s.name: front.allocate(s, B) for s in state}
     # (S, B, H*W[, K]) and (S, B, H*W[, cps]): a call's pixels in flight are one strided slice (``_plan``)
     noise_s = np.ascontiguousarray(noise.reshape(B, S, K, H * W).transpose(1, 0, 3, 2))
     noise_s = noise_s[..., 0] if K == 1 else noise_s
@@ -61,10 +62,14 @@ def _wave_batch(runner, image, schedule, state, noise, force, context, bar):
     force_s = force_s[..., 0] if force_s is not None and cps == 1 else force_s  # None: the buffers stay -1
     values = np.zeros((S, B, H * W, cps), np.int64)
     logps = np.zeros((S, B, H * W, cps), np.float32)
-    # flat ring views (B, L, rows * (W + 2 pad), C): a pixel's column goes to slot * (W + 2 pad) + col + pad
-    flat = [(caches[st.name].reshape(B, st.shape[1], -1, st.shape[-1]), st.source) for st in state]
-    io = _Calls(runner, caches, context, B, C, () if cps == 1 else (cps,), () if K == 1 else (K,))
-    for P, at, rows, cols, slots in _plan(schedule.wavefront, H, W, tuple((st.rows, st.pad, st.shape[3]) for st in state)):
+    # flat ring views, (B, L, rows * (W + 2 pad), C) or batch-last (L, rows * (W + 2 pad), C, B): a pixel's
+    # column goes to slot * (W + 2 pad) + col + pad
+    L = {st.name: st.shape[1] for st in state}
+    flat = [(caches[st.name].reshape(L[st.name], -1, st.shape[-1], B) if front.batch_last else
+             caches[st.name].reshape(B, L[st.name], -1, st.shape[-1]), st.source) for st in state]
+    io = _Calls(runner, caches, context, B, C, () if cps == 1 else (cps,), () if K == 1 else (K,), front.batch_last)
+    swap = (lambda a: a.swapaxes(0, 1)) if front.batch_last else (lambda a: a)  # outputs as (B, P, ...)
+    for P, at, rows, cols, slots in _plan(front, H, W, tuple((st.rows, st.pad, st.shape[3]) for st in state)):
         buf = io.buffers(P)
         buf["rows"][:], buf["cols"][:] = rows, cols
         if S > 1:
@@ -75,13 +80,16 @@ def _wave_batch(runner, image, schedule, state, noise, force, context, bar):
                 buf["force"][:] = force_s[s][:, at]
             buf["noise"][:] = noise_s[s][:, at]
             out = io.run()
-            v = out["value"].reshape(B, P, cps)
+            v = swap(out["value"]).reshape(B, P, cps)
             values[s][:, at] = v
-            logps[s][:, at] = out["logp"].reshape(B, P, cps)
+            logps[s][:, at] = swap(out["logp"]).reshape(B, P, cps)
             if S > 1:
                 buf["pixel"][:, :, s * cps:(s + 1) * cps] = v
-        for (ring, source), where in zip(flat, slots):  # each pixel's new columns (B, P, L, C) into its slot
-            ring[:, :, where] = out[source].transpose(0, 2, 1, 3)
+        for (ring, source), where in zip(flat, slots):  # each pixel's new columns into its slot
+            if front.batch_last:
+                ring[:, where] = out[source].transpose(0, 2, 1, 3)  # (L, C, P, B): B stays the contiguous axis
+            else:
+                ring[:, :, where] = out[source].transpose(0, 2, 1, 3)  # (B, P, L, C)
         if bar is not None:
             bar.update(1)
     if values.min() < 0 or values.max() >= image.levels:
@@ -119,9 +127,10 @@ class _Calls:
     outputs, so no array is allocated per call; any other runner gets the feed dict, checked once."""
 
     def __init__(self, runner, caches: dict, context: dict, batch: int, channels: int, per_force: tuple = (),
-                 per_noise: tuple = ()):
+                 per_noise: tuple = (), batch_last: bool = False):
         self.runner, self.caches, self.context, self.batch, self.channels = runner, caches, context, batch, channels
         self.per_force, self.per_noise = per_force, per_noise  # a call's channels and uniforms per pixel, if > 1
+        self.batch_last = batch_last  # the graph's per-pixel tensors are (P, B, ...); the host sees (B, P, ...)
         self.sets: dict[int, tuple] = {}
         self.current = None
         self.first = True
@@ -130,13 +139,16 @@ class _Calls:
         got = self.sets.get(pixels)
         if got is None:
             B = self.batch
-            buf = {"pixel": np.zeros((B, pixels, self.channels), np.int64), "rows": np.zeros(pixels, np.int64),
+            lead = (pixels, B) if self.batch_last else (B, pixels)
+            buf = {"pixel": np.zeros((*lead, self.channels), np.int64), "rows": np.zeros(pixels, np.int64),
                    "cols": np.zeros(pixels, np.int64), "channel": np.zeros((), np.int64),
-                   "force": np.full((B, pixels, *self.per_force), -1, np.int64),
-                   "noise": np.zeros((B, pixels, *self.per_noise), np.float32)}
+                   "force": np.full((*lead, *self.per_force), -1, np.int64),
+                   "noise": np.zeros((*lead, *self.per_noise), np.float32)}
             feeds = {**buf, **self.caches, **self.context}
             bind = getattr(self.runner, "bind", None)
             bound = bind(feeds, B, pixels=pixels) if callable(bind) else None
+            if self.batch_last:  # the host writes (B, P, ...) views of the bound buffers
+                buf = {k: v.swapaxes(0, 1) if k in ("pixel", "force", "noise") else v for k, v in buf.items()}
             got = self.sets[pixels] = (buf, feeds, None if bound is None else bound[0])
         self.current = got
         return got[0]

@@ -90,6 +90,12 @@ def _edited(bundle, tmp_path, edit):
     (lambda m: m["graphs"]["wave"]["outputs"][3].update(shape=["batch", "pixels", 2, 9]), r"must give 'new_1'"),
     (lambda m: m["graphs"]["wave"]["inputs"].append({"name": "secret", "dtype": "int64", "shape": []}),
      r"lists 'secret', which is neither a wavefront input"),
+    (lambda m: m["schedule"]["wavefront"].update(layout="batch-middle"), r"schedule\.wavefront\.layout.*must be one of"),
+    # the layout says batch-first, the graph's records are batch-last: refused before any graph is opened
+    (lambda m: m["schedule"]["wavefront"].update(layout="batch-first"),
+     r"must take state 'cache_0' as float32 \['batch', 1, 4, 12, 1\] \(layout batch-first\)"),
+    (lambda m: m["graphs"]["wave"]["outputs"][0].update(shape=["batch", "pixels"]),
+     r"must have output 'value' as int64 \['pixels', 'batch'\]"),
 ])
 def test_a_wavefront_that_could_read_unwritten_columns_is_refused(grey_bundle, tmp_path, edit, message):
     root = _edited(grey_bundle[1], tmp_path, edit)
@@ -108,3 +114,29 @@ def test_a_bundle_without_its_wavefront_record_samples_in_raster_order(grey_bund
         got = bundle_loop(step, None, plain, noise)
     with step_backends("ort", bundle) as (step, _):
         assert np.array_equal(bundle_loop(step, None, bundle, noise).images, got.images)
+
+
+def test_a_batch_first_wavefront_samples_the_same_images(rgb_bundle, tmp_path):
+    """The other layout of the contract (``bundle.state.WAVE_LAYOUTS``): the step graph's own states, batch
+    first. PixelCNN exports batch-last; a model may declare either, and the host drives both."""
+    from pixelrt.export import export_bundle
+    from pixelrt.models.pixelcnn_wave import PixelCNNWave
+
+    model, bundle = rgb_bundle
+
+    class BatchFirst(type(model)):
+        def wave_module(self, image):
+            return PixelCNNWave(self.step_module(image), "batch-first")
+
+    other = BatchFirst(model.config).eval()
+    other.load_state_dict(model.state_dict())
+    first = export_bundle(other, bundle.image, bundle.reference()["x"], tmp_path / "first", log=lambda s: None).bundle
+    front = first.step_schedule.wavefront
+    assert (front.layout, bundle.step_schedule.wavefront.layout) == ("batch-first", "batch-last")
+    wave = first.manifest.graphs["wave"]
+    assert wave.input("cache_1").shape == first.state[1].shape and wave.output("value").shape == ("batch", "pixels")
+    noise = make_noise(4, bundle.image, 3, bundle.step_schedule)
+    with step_backends("ort", first) as (a, _), step_backends("ort", bundle) as (b, _):
+        got, want = bundle_loop(a, None, first, noise, batch_size=3), bundle_loop(b, None, bundle, noise, batch_size=3)
+    assert np.array_equal(got.images, want.images)
+    assert np.abs(got.logp - want.logp).max() < LOGP_BUDGET
