@@ -103,9 +103,13 @@ def _targets(records: list[dict], naive: dict) -> list[str]:
             v = value(ort[b]) if b in ort and b in naive else None
             if v is None:
                 lines.append(f"target: {text}: not measured (batch {b} not run)")
-            else:
-                met = v >= goal if at_least else v <= goal
-                lines.append(f"target: {text}: {fmt.format(v)} -> {'met' if met else 'not met'}")
+                continue
+            met = v >= goal if at_least else v <= goal
+            after = ort[b].get("peak_fraction_after") if "peak" in text else None
+            also = "" if after is None else \
+                f" (of the run's first peak; {after:.1%} of the peak re-measured right after this row, " \
+                f"{ort[b]['peak_after_gflops']:.1f} GFLOP/s)"
+            lines.append(f"target: {text}: {fmt.format(v)} -> {'met' if met else 'not met'}{also}")
     return lines
 
 

@@ -66,6 +66,10 @@ def test_run_bench_records(tmp_path):
         assert r["model"] == "tiny"
         assert r["ms_per_image"] > 0 and r["peak_fraction"] > 0 and r["peak_gflops"] > 0
         assert r["dense_flops_per_pixel"] == dense_flops_per_pixel(cfg)
+        if r["method"] == "naive":  # the peak re-measured right after each step-loop row, against its own GFLOP/s
+            assert r["peak_after_gflops"] is None and r["peak_fraction_after"] is None
+        else:
+            assert r["peak_after_gflops"] > 0 and r["peak_fraction_after"] == r["gflops"] / r["peak_after_gflops"]
         if r["method"] in ("cached", "wavefront"):
             want = step_flops_per_pixel(cfg) if r["method"] == "cached" else wave_flops_per_pixel(cfg)
             assert r["flops_per_pixel"] == want

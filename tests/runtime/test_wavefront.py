@@ -116,13 +116,13 @@ def test_a_bundle_without_its_wavefront_record_samples_in_raster_order(grey_bund
         assert np.array_equal(bundle_loop(step, None, bundle, noise).images, got.images)
 
 
-def test_a_batch_first_wavefront_samples_the_same_images(rgb_bundle, tmp_path):
+def test_a_batch_first_wavefront_samples_the_same_images(grey_bundle, tmp_path):
     """The other layout of the contract (``bundle.state.WAVE_LAYOUTS``): the step graph's own states, batch
     first. PixelCNN exports batch-last; a model may declare either, and the host drives both."""
     from pixelrt.export import export_bundle
     from pixelrt.models.pixelcnn_wave import PixelCNNWave
 
-    model, bundle = rgb_bundle
+    model, bundle = grey_bundle
 
     class BatchFirst(type(model)):
         def wave_module(self, image):
