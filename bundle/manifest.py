@@ -366,7 +366,8 @@ class Manifest:
         cps = s.channels_per_substep(C)
         for side, want in (("inputs", TensorSpec("rows", "int64", (PIXELS,))),
                            ("inputs", TensorSpec("cols", "int64", (PIXELS,))),
-                           ("outputs", TensorSpec("value", "int64", s.wavefront.per_pixel(*(() if cps == 1 else (cps,)))))):
+                           ("outputs", TensorSpec("value", "int64",
+                                                  s.wavefront.per_pixel(*(() if cps == 1 else (cps,)))))):
             got = (wave.input if side == "inputs" else wave.output)(want.name)
             if got is None or (got.dtype, tuple(got.shape)) != (want.dtype, want.shape):
                 f["graph"].fail(f"graph {s.wavefront.graph!r} must have {side[:-1]} {want.name!r} as {want.dtype} "

@@ -105,8 +105,9 @@ class Wavefront:
 
     ``graph`` (a key of the manifest's ``graphs``) is the step graph with per-pixel positions: its inputs
     ``rows``/``cols`` (pixels,) name the pixels in flight, which form a "pixels" axis beside the batch
-    axis of ``pixel``, ``force``, ``noise``, ``value`` and ``logp``. Row i runs ``lag`` pixels behind row i - 1, so at call t the
-    pixels (i, t - lag * i) are independent: W + lag * (H - 1) calls per sub-step instead of H * W.
+    axis of ``pixel``, ``force``, ``noise``, ``value`` and ``logp``. Row i runs ``lag`` pixels behind row
+    i - 1, so at call t the pixels (i, t - lag * i) are independent: W + lag * (H - 1) calls per sub-step
+    instead of H * W.
     Sub-steps and commits are the raster schedule's, per pixel. ``layout`` (WAVE_LAYOUTS) is the order of
     the graph's axes; the ring slots and columns are the step graph's either way.
     """

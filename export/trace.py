@@ -98,8 +98,8 @@ def example_inputs(spec: GraphSpec, batch: int = TRACE_BATCH) -> tuple:
 
 def dynamic_shapes(module: nn.Module, args: tuple, batch, spec: GraphSpec | None = None, pixels=None) -> tuple:
     """torch.export dynamic_shapes: the batch axis of every non-scalar input (and, in a wavefront graph,
-    every axis its record declares "batch" or "pixels", wherever it is); the arguments a ``forward(a, b, *rest)`` takes as varargs go
-    in one nested tuple, as torch.export wants."""
+    every axis its record declares "batch" or "pixels", wherever it is); the arguments a
+    ``forward(a, b, *rest)`` takes as varargs go in one nested tuple, as torch.export wants."""
     params = list(inspect.signature(module.forward).parameters.values())
     fixed = next((k for k, p in enumerate(params) if p.kind == p.VAR_POSITIONAL), len(params))
     records = spec.inputs if spec is not None else [None] * len(args)

@@ -38,15 +38,16 @@ class PixelCNNWave(StepModule):
 
     Inputs: pixel (B, P, C) int64, rows/cols (P,) int64, channel () int64, force (B, P) int64,
     noise (B, P) float32, then the ring states. Outputs: value, logp (B, P) and each ring state's new
-    columns, which the host writes at each pixel's (slot, column); "batch-last" swaps B and P. ``layout`` (``bundle.state.WAVE_LAYOUTS``):
+    columns, which the host writes at each pixel's (slot, column); "batch-last" swaps B and P.
+    ``layout`` (``bundle.state.WAVE_LAYOUTS``):
 
     * "batch-last" (what PixelCNN exports): each ring is (L, rows, W+2p, C, B), the per-pixel tensors
       (P, B) and the new columns (L, C, P, B). A window is one Gather of whole (C, B) blocks (all the
       batch's taps at a position at once). The blocks' window is then one MatMul with the weights as the
       first operand and the batch as its columns, and only its (L, P, N, B) product is transposed to the
       trunk's rows; the input conv's window, narrower than its product, is transposed first. The new
-      columns leave through one 2-D transpose. At batch 64 the Gather copies 224
-      blocks of 8 KiB per call instead of 14,336 of 128 bytes (docs/architecture.md, "Round 3").
+      columns leave through one 2-D transpose. At batch 64 the Gather copies 224 blocks of 8 KiB per
+      call instead of 14,336 of 128 bytes (docs/architecture.md, "Round 3").
     * "batch-first": the step graph's own rings (B, L, rows, W+2p, C) and new columns (B, P, L, C). Each
       window is one table lookup per pixel and one Gather straight into (B, P, L, taps, C) order.
 
@@ -120,7 +121,8 @@ class PixelCNNWave(StepModule):
         value, logp, new_0, new_1 = s.trunk(*args, channel, force.reshape(-1), noise.reshape(-1),
                                             count="levels-first", **windows)
         if self.wavefront.batch_last:  # rows (p, b) -> (L, C, P, B): one 2-D transpose each (none for C = 1)
-            new_0 = (new_0.reshape(-1, s.channels).t() if s.channels > 1 else new_0).reshape(1, s.channels, *force.shape)
+            new_0 = new_0.reshape(-1, s.channels).t() if s.channels > 1 else new_0
+            new_0 = new_0.reshape(1, s.channels, *force.shape)
             new_1 = new_1.reshape(-1, s.blocks * s.half).t().reshape(s.blocks, s.half, *force.shape)
         else:
             new_0, new_1 = new_0.reshape(*force.shape, 1, s.channels), new_1.reshape(*force.shape, s.blocks, s.half)
