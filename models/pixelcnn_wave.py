@@ -100,7 +100,7 @@ class PixelCNNWave(StepModule):
     def _products(self, input_cache, block_cache, key, pixels, batch):
         """Batch-last: the input conv's window (P * B, taps*C) and the blocks' window products (L, P * B, N),
         rows in (p, b) order."""
-        L, _, _, K0, _ = self.geometry["input"]
+        K0 = self.geometry["input"][3]
         window = self._taps(input_cache, "input", key, pixels, batch).transpose(2, 3).reshape(-1, K0)
         N = self.geometry["blocks"][-1]
         product = self.w_blocks @ self._taps(block_cache, "blocks", key, pixels, batch)  # (L, P, N, B)

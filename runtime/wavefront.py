@@ -64,9 +64,9 @@ def _wave_batch(runner, image, schedule, state, noise, force, context, bar):
     logps = np.zeros((S, B, H * W, cps), np.float32)
     # flat ring views, (B, L, rows * (W + 2 pad), C) or batch-last (L, rows * (W + 2 pad), C, B): a pixel's
     # column goes to slot * (W + 2 pad) + col + pad
-    L = {st.name: st.shape[1] for st in state}
-    flat = [(caches[st.name].reshape(L[st.name], -1, st.shape[-1], B) if front.batch_last else
-             caches[st.name].reshape(B, L[st.name], -1, st.shape[-1]), st.source) for st in state]
+    flat = [(caches[st.name].reshape(st.shape[1], -1, st.shape[-1], B) if front.batch_last else
+             caches[st.name].reshape(B, st.shape[1], -1, st.shape[-1]), st.source) for st in state]
+    lead = (slice(None),) * (1 if front.batch_last else 2)  # the axes before a ring's flat positions
     io = _Calls(runner, caches, context, B, C, () if cps == 1 else (cps,), () if K == 1 else (K,), front.batch_last)
     swap = (lambda a: a.swapaxes(0, 1)) if front.batch_last else (lambda a: a)  # outputs as (B, P, ...)
     for P, at, rows, cols, slots in _plan(front, H, W, tuple((st.rows, st.pad, st.shape[3]) for st in state)):
@@ -85,11 +85,8 @@ def _wave_batch(runner, image, schedule, state, noise, force, context, bar):
             logps[s][:, at] = swap(out["logp"]).reshape(B, P, cps)
             if S > 1:
                 buf["pixel"][:, :, s * cps:(s + 1) * cps] = v
-        for (ring, source), where in zip(flat, slots):  # each pixel's new columns into its slot
-            if front.batch_last:
-                ring[:, where] = out[source].transpose(0, 2, 1, 3)  # (L, C, P, B): B stays the contiguous axis
-            else:
-                ring[:, :, where] = out[source].transpose(0, 2, 1, 3)  # (B, P, L, C)
+        for (ring, source), where in zip(flat, slots):  # each pixel's new columns into its slot:
+            ring[(*lead, where)] = out[source].transpose(0, 2, 1, 3)  # (L, C, P, B) -> (L, P, C, B), or (B, P, L, C)
         if bar is not None:
             bar.update(1)
     if values.min() < 0 or values.max() >= image.levels:
