@@ -38,7 +38,7 @@ from pixelrt.bench.common import _best_of, _load, export_temporary, random_image
 from pixelrt.bench.flops import flops_per_pixel, wave_flops_per_pixel
 from pixelrt.bench.specs import PP32, STEP_LOOP, BenchSpec, bench_spec
 from pixelrt.bench.step_report import format_report
-from pixelrt.bench.step_speed import peak_gflops, state_bytes_per_image, step_speed_report
+from pixelrt.bench.step_speed import ort_peak_gflops, peak_gflops, state_bytes_per_image, step_speed_report
 from pixelrt.bundle import ImageSpec
 from pixelrt.errors import PixelrtError
 
@@ -122,13 +122,15 @@ def run_bench(batches: list[int], json_path: str | os.PathLike | None = None, na
     step_fpp, dense_fpp = flops_per_pixel(spec.family, net.config)
     naive_fpp = None if dense_fpp is None else dense_fpp * image.height * image.width * image.channels
     cached_rows, naive_rows = min(rows or H, H), min(naive_rows, H)
-    peak = peaks = None
+    peak = peaks = ort_peak = None
     if step_fpp is not None:  # at ORT's thread count (like with like), and at 1 and 2 threads for the record
-        log(f"measuring the matmul peak (float32 1024^3 numpy, best of 10) at {threads or 'default'}, 1 and 2 threads")
+        log(f"measuring the matmul peak (float32 1024^3 numpy, best of 10) at {threads or 'default'}, 1 and 2 threads, "
+            f"and ONNX Runtime's own MatMul at {threads or 'default'}")
         peak = peak_gflops(threads)
         peaks = {t: round(peak_gflops(t), 2) for t in (1, 2)}
+        ort_peak = ort_peak_gflops(threads)
     common = {"model": spec.name, "peak_gflops": None if peak is None else round(peak, 2),
-              "peak_gflops_by_threads": peaks,
+              "peak_gflops_by_threads": peaks, "ort_peak_gflops": None if ort_peak is None else round(ort_peak, 2),
               "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "torch": torch.__version__, "onnxruntime": ort.__version__, "numpy": np.__version__,
               "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "ort_threads": threads or 0,
@@ -140,11 +142,15 @@ def run_bench(batches: list[int], json_path: str | os.PathLike | None = None, na
         # the peak again, right after this row's timing (best of 3): on a shared host the machine's speed drifts
         # within a run, and this compares the row with the matmul under the same conditions
         near = None if gflops is None or method == "naive" else peak_gflops(threads, repeats=3)
+        ort_near = None if near is None else ort_peak_gflops(threads, repeats=3)
         records.append({**common, "runtime": runtime, "method": method, "batch": batch, "precision": precision,
                         "ms_per_image": seconds * 1e3, "flops_per_pixel": fpp,
                         "us_per_step": None if method == "naive" else seconds * batch / steps * 1e6,
                         "peak_fraction": None if gflops is None else gflops / peak,
                         "peak_after_gflops": near, "peak_fraction_after": None if near is None else gflops / near,
+                        "ort_peak_fraction": None if gflops is None else gflops / ort_peak,
+                        "ort_peak_after_gflops": ort_near,
+                        "ort_peak_fraction_after": None if ort_near is None else gflops / ort_near,
                         "gflops": gflops, "dense_flops_per_pixel": dense_fpp, "step_flops_per_pixel": step_fpp,
                         "rows_timed": timed_rows, "height": H, "load_avg_1m": round(_load(), 2),
                         "extrapolated_from_rows": timed_rows if timed_rows < H else None})

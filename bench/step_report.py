@@ -48,6 +48,10 @@ def format_report(records: list[dict], peak: float | None) -> str:
                                for t, g in (r0.get("peak_gflops_by_threads") or {}).items())
         lines.append(f"measured peak: {peak:.1f} GFLOP/s at ORT's thread count ({r0['ort_threads'] or 'default'}; "
                      f"float32 1024^3 numpy matmul, best of 10){f'; by threads: {by_threads}' if by_threads else ''}")
+        if r0.get("ort_peak_gflops"):
+            lines.append(f"ONNX Runtime's own MatMul (MLAS), the same product at the same threads: "
+                         f"{r0['ort_peak_gflops']:.1f} GFLOP/s, {r0['ort_peak_gflops'] / peak:.2f}x numpy's "
+                         f"(the CPU's real peak where numpy's BLAS runs an older kernel)")
     if r0.get("step_nodes") is not None:
         lines.append(f"step graph: {r0['step_nodes']} nodes exported, {r0['step_nodes_optimized']} after ORT's "
                      f"optimiser; ORT per-call floor (bound): 1 node {r0['floor_1_node_us']:.1f} us, "
@@ -109,6 +113,10 @@ def _targets(records: list[dict], naive: dict) -> list[str]:
             also = "" if after is None else \
                 f" (of the run's first peak; {after:.1%} of the peak re-measured right after this row, " \
                 f"{ort[b]['peak_after_gflops']:.1f} GFLOP/s)"
+            if after is not None and ort[b].get("ort_peak_fraction") is not None:
+                also += f"; against ONNX Runtime's own MatMul peak: {ort[b]['ort_peak_fraction']:.1%} " \
+                        f"({ort[b]['ort_peak_fraction_after']:.1%} re-measured after the row) -> " \
+                        f"{'met' if ort[b]['ort_peak_fraction'] >= goal else 'not met'}"
             lines.append(f"target: {text}: {fmt.format(v)} -> {'met' if met else 'not met'}{also}")
     return lines
 

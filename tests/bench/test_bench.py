@@ -70,6 +70,10 @@ def test_run_bench_records(tmp_path):
             assert r["peak_after_gflops"] is None and r["peak_fraction_after"] is None
         else:
             assert r["peak_after_gflops"] > 0 and r["peak_fraction_after"] == r["gflops"] / r["peak_after_gflops"]
+            # ONNX Runtime's own MatMul peak at the same threads, at the start and right after the row
+            assert r["ort_peak_gflops"] > 0 and r["ort_peak_after_gflops"] > 0
+            assert r["ort_peak_fraction"] == pytest.approx(r["gflops"] / r["ort_peak_gflops"], rel=1e-3)
+            assert r["ort_peak_fraction_after"] == r["gflops"] / r["ort_peak_after_gflops"]
         if r["method"] in ("cached", "wavefront"):
             want = step_flops_per_pixel(cfg) if r["method"] == "cached" else wave_flops_per_pixel(cfg)
             assert r["flops_per_pixel"] == want
@@ -91,7 +95,7 @@ def test_run_bench_records(tmp_path):
         assert r["us_per_call"] == pytest.approx(r["ms_per_image"] * r["batch"] * 1e3 / r["calls_per_image"])
     report = "\n".join(lines)
     assert "target: ORT wavefront >= 150x" in report and "wave graph:" in report
-    assert "extrapolated" in report and "measured peak" in report
+    assert "extrapolated" in report and "measured peak" in report and "ONNX Runtime's own MatMul" in report
     assert "faster than naive at batch 1" in report and "not measured (batch 64 not run)" in report
     assert not list(tmp_path.glob(".bench.json.*"))  # no temporary file left behind
 
