@@ -65,8 +65,10 @@ def time_naive(model, image: ImageSpec, batch: int, rows: int, repeats: int = 3,
 
 
 # Best of up to 7 runs of a step loop (within ``budget_s``): the matmul peak it is compared with is a best of
-# 10, and on this shared machine a best of 3 could catch only a slow moment of the host (docs/architecture.md)
+# 10, and on this shared machine a best of 3 could catch only a slow moment of the host (docs/architecture.md).
+# Runs cheaper than that go on until they span LOOP_SPAN_S: 7 runs of a 11 ms image fit in one burst of load.
 LOOP_REPEATS = 7
+LOOP_SPAN_S = 1.0
 
 
 def time_cached(runner, image: ImageSpec, state, batch: int, rows: int, repeats: int = LOOP_REPEATS,
@@ -84,7 +86,7 @@ def time_cached(runner, image: ImageSpec, state, batch: int, rows: int, repeats:
     loop = dict(batch_size=batch, schedule=schedule, row_runner=row_runner)  # row graph: e.g. gated's vertical stack
     step_loop(runner, warm, state, make_noise(batch, warm, seed, schedule), **loop)
     noise = make_noise(batch, sub, seed, schedule)
-    dt = _best_of(lambda: step_loop(runner, sub, state, noise, **loop), repeats, budget_s)
+    dt = _best_of(lambda: step_loop(runner, sub, state, noise, **loop), repeats, budget_s, LOOP_SPAN_S)
     return dt * image.height / rows / batch
 
 
@@ -219,7 +221,7 @@ def time_wave(runner, image: ImageSpec, bundle, batch: int, rows: int, repeats: 
     out = []
     run = lambda: out.append(wave_loop(runner, sub, bundle.state, sched, noise, batch_size=batch))  # noqa: E731
     run()
-    dt = _best_of(run, repeats, budget_s)
+    dt = _best_of(run, repeats, budget_s, LOOP_SPAN_S)
     return dt * image.height / rows / batch, out[-1]
 
 

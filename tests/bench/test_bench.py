@@ -114,3 +114,24 @@ def test_run_bench_rejects_unknown_model():
 
     with pytest.raises(PixelrtError, match="unknown bench model"):
         run_bench([1], model="nope", log=lambda s: None)
+
+
+def test_best_of_spans_cheap_runs_and_respects_the_budget():
+    """A step loop's time is the min over its runs: cheap runs go on until they span ``span_s`` (a burst of
+    load covers a handful of them, not a second's worth), never past ``most`` or ``budget_s``."""
+    import time
+
+    from pixelrt.bench.common import _best_of
+
+    calls = []
+    run = lambda: (calls.append(1), time.sleep(0.002))  # noqa: E731
+    assert _best_of(run, 3, budget_s=10.0) >= 0.002 and len(calls) == 3
+    calls.clear()
+    _best_of(run, 3, budget_s=10.0, span_s=0.05, most=200)
+    assert 3 < len(calls) <= 26  # past the 3 repeats, and stopped once 0.05 s of runs of at least 2 ms were spent
+    calls.clear()
+    _best_of(run, 3, budget_s=10.0, span_s=5.0, most=12)
+    assert len(calls) == 12
+    calls.clear()
+    _best_of(run, 50, budget_s=0.02)
+    assert len(calls) <= 11
