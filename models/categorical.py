@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from torch import nn
 
-from pixelrt.models.heads import gather_logp, inverse_cdf_sample, log_softmax
+from pixelrt.models.heads import gather_logp, log_softmax, sample_categorical
 from pixelrt.models.layers import MaskedConv2d
 
 
@@ -81,8 +81,7 @@ def categorical_step(out: torch.Tensor, pixel, channel, force, noise, channels: 
     sampled by inverse CDF from ``noise`` unless ``force`` >= 0. Returns (value, log p(value), the pixel
     with the new value in place)."""
     logits = out.reshape(out.shape[0], channels, levels).index_select(1, channel.reshape(1))
-    logp_all = log_softmax(logits.squeeze(1), dim=-1)
-    value = torch.where(force >= 0, force, inverse_cdf_sample(logp_all, noise, count))
+    value, logp, _ = sample_categorical(logits.squeeze(1), noise, force, count)
     ids = torch.arange(channels, device=pixel.device)
     full = torch.where(ids == channel, value.unsqueeze(1), pixel)  # this pixel incl. the new value
-    return value, gather_logp(logp_all, value, dim=-1), full
+    return value, logp, full

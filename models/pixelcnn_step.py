@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from pixelrt.bundle.graphs import step_graph, step_schedule
 from pixelrt.models.categorical import categorical_step, normalize
 from pixelrt.models.contract import StepModule
-from pixelrt.models.heads import inverse_cdf_sample, log_softmax
+from pixelrt.models.heads import sample_categorical
 from pixelrt.models.layers import ConvWindowStack, RowCache, ring_states
 
 
@@ -145,7 +145,4 @@ def categorical_pick(out, pixel, channel, force, noise, channels: int, levels: i
     pick, no pixel merge): the same arithmetic (``heads``), so the same samples."""
     if channels > 1:
         return categorical_step(out, pixel, channel, force, noise, channels, levels, count)
-    logp_all = log_softmax(out, dim=-1)  # (B, levels)
-    value = torch.where(force >= 0, force, inverse_cdf_sample(logp_all, noise, count))
-    full = value.unsqueeze(1)  # (B, 1): the pixel, and gather_logp's index
-    return value, logp_all.gather(1, full).squeeze(1), full
+    return sample_categorical(out, noise, force, count)  # value (B,), logp (B,), the pixel (B, 1)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from pixelrt.bundle import ImageSpec
-from pixelrt.models.heads import gather_logp, inverse_cdf_sample, log_softmax
+from pixelrt.models.heads import sample_categorical
 
 
 class TorchStepRunner:
@@ -58,8 +58,7 @@ def naive_sample(model: torch.nn.Module, noise: np.ndarray, levels: int,
         for j in range(W):
             for c in range(C):
                 logits = model.logits_from_float(model.normalize(x), **ctx)[:, c, :, i, j]  # (N, levels)
-                logp = log_softmax(logits, dim=-1)
-                value = inverse_cdf_sample(logp, u[:, c, i, j])
+                value, logp, _ = sample_categorical(logits, u[:, c, i, j])  # the step graphs' sampler
                 x[:, c, i, j] = value
-                logp_out[:, c, i, j] = gather_logp(logp, value, dim=-1)
+                logp_out[:, c, i, j] = logp
     return x.to(torch.uint8).numpy(), logp_out.numpy()
