@@ -115,14 +115,14 @@ class PixelCNNStep(StepModule):
         the sampler counts levels (``heads.inverse_cdf_sample``; the same value either way).
         ``window_weights``: (input, blocks) window weights for windows gathered without some taps (the
         wavefront's, without the masked ones); default the stacks' own. ``products``: the blocks' windows
-        (n, B, h+1) already multiplied by their weights, bias not added (the batch-last wavefront's);
+        (n, B, h+1) already multiplied by their weights and their bias added (the batch-last wavefront's);
         ``block_window`` is then not used."""
         B = pixel.shape[0]
         x = normalize(pixel, self.levels)  # (B, C)
         w_input = self.w_input if window_weights is None else window_weights[0]
         h = input_window.reshape(B, -1) @ w_input + (x @ self.w_centre + self.input_bias)  # (B, 2h)
         if products is not None:
-            windows = products + self.block_windows.bias
+            windows = products
         elif window_weights is None:
             windows = self.block_windows.taps(block_window)  # (n, B, h+1): taps + bias, constant-1 column
         else:

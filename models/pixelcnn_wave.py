@@ -77,6 +77,9 @@ class PixelCNNWave(StepModule):
                 # conv's is transposed first (taps*Cin < 2h) and multiplied in the trunk, weights second
                 self.register_buffer(f"w_{name}", w.transpose(1, 2)[:, None].contiguous() if name == "blocks"
                                      else w.clone())  # (L, 1, N, taps*Cin) / (1, taps*Cin, N)
+                if name == "blocks":  # added to the (L, P, N, B) product, before its transpose: there the
+                    # broadcast runs along B, 25 vs 45 us per call at batch 64 with 7 pixels in flight
+                    self.register_buffer("bias_blocks", stack.bias.reshape(L, 1, N, 1).clone())
             else:
                 table = stack.index[:, keep][:, None, :] + torch.arange(L)[None, :, None] * per_layer
                 self.register_buffer(f"index_{name}", table.reshape(table.shape[0], -1).clone())  # (phases*W, L*taps)
@@ -99,11 +102,11 @@ class PixelCNNWave(StepModule):
 
     def _products(self, input_cache, block_cache, key, pixels, batch):
         """Batch-last: the input conv's window (P * B, taps*C) and the blocks' window products (L, P * B, N),
-        rows in (p, b) order."""
+        bias added, rows in (p, b) order."""
         K0 = self.geometry["input"][3]
         window = self._taps(input_cache, "input", key, pixels, batch).transpose(2, 3).reshape(-1, K0)
         N = self.geometry["blocks"][-1]
-        product = self.w_blocks @ self._taps(block_cache, "blocks", key, pixels, batch)  # (L, P, N, B)
+        product = self.w_blocks @ self._taps(block_cache, "blocks", key, pixels, batch) + self.bias_blocks
         return window, product.transpose(2, 3).reshape(self.step.blocks, -1, N)
 
     def forward(self, pixel, rows, cols, channel, force, noise, input_cache, block_cache):
