@@ -7,12 +7,18 @@ gathers and the final reductions), plus side paths such as the step graph's inpu
 normalisation written back into the caches. Reduced precision goes into the network
 only; the tail stays FP32. The rule is structural, so it holds for every family whose
 head follows its last GEMM, without a per-family op list.
+
+A GEMM with a constant operand of ones along a unit axis (``ones(1, L) @ below``: the categorical
+sampler counts the levels below its threshold that way, since ORT runs a MatMul 2-10x faster than a
+ReduceSum over the leading axis) is a sum, not a layer: it belongs to the tail (``layer_gemms``).
 """
 from __future__ import annotations
 
 from collections import defaultdict, deque
 
+import numpy as np
 import onnx
+from onnx import numpy_helper
 
 GEMM_OPS = ("Conv", "MatMul", "Gemm", "ConvTranspose")
 # Likelihood math kept in FP32 wherever it appears, even inside the network region.
@@ -29,10 +35,33 @@ def name_nodes(model: onnx.ModelProto) -> None:
         seen.add(node.name)
 
 
+def _constants(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
+    """The graph's constant tensors by name: initializers and Constant nodes' ``value``."""
+    out = {t.name: t for t in model.graph.initializer}
+    for n in model.graph.node:
+        if n.op_type == "Constant":
+            out.update({n.output[0]: a.t for a in n.attribute if a.name == "value"})
+    return out
+
+
+def _is_ones_vector(t: onnx.TensorProto | None) -> bool:
+    if t is None or len(t.dims) != 2 or 1 not in t.dims or t.data_type != onnx.TensorProto.FLOAT:
+        return False
+    return bool(np.all(numpy_helper.to_array(t) == 1.0))
+
+
+def layer_gemms(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """The GEMM nodes that are layers: every Conv / MatMul / Gemm but a MatMul with a constant ones row or
+    column as an operand, which is a sum (see the module doc)."""
+    consts = _constants(model)
+    return [n for n in model.graph.node if n.op_type in GEMM_OPS and not (
+        n.op_type == "MatMul" and any(_is_ones_vector(consts.get(i)) for i in n.input))]
+
+
 def network_nodes(model: onnx.ModelProto) -> set[str]:
-    """Names of the GEMM nodes and of every node upstream of one."""
+    """Names of the layer GEMM nodes and of every node upstream of one."""
     producer = {o: n for n in model.graph.node for o in n.output}
-    todo = deque(n for n in model.graph.node if n.op_type in GEMM_OPS)
+    todo = deque(layer_gemms(model))
     seen: set[str] = set()
     while todo:
         node = todo.popleft()
@@ -59,11 +88,13 @@ def head_gemms(model: onnx.ModelProto) -> list[str]:
         for i in n.input:
             consumers[i].append(n)
     heads = []
-    for gemm in (n for n in model.graph.node if n.op_type in GEMM_OPS):
+    layers = layer_gemms(model)
+    names = {n.name for n in layers}
+    for gemm in layers:
         todo, seen, feeds_gemm = deque(gemm.output), set(), False
         while todo and not feeds_gemm:
             for n in consumers[todo.popleft()]:
-                if n.op_type in GEMM_OPS:
+                if n.name in names:
                     feeds_gemm = True
                     break
                 if n.name not in seen:
@@ -75,7 +106,7 @@ def head_gemms(model: onnx.ModelProto) -> list[str]:
 
 
 def gemm_nodes(model: onnx.ModelProto) -> list[str]:
-    return [n.name for n in model.graph.node if n.op_type in GEMM_OPS]
+    return [n.name for n in layer_gemms(model)]
 
 
 def op_types(model: onnx.ModelProto) -> dict[str, int]:

@@ -75,13 +75,12 @@ class CategoricalStepHead(nn.Module):
         return categorical_step(out, pixel, channel, force, noise, self.channels, self.levels)
 
 
-def categorical_step(out: torch.Tensor, pixel, channel, force, noise, channels: int, levels: int,
-                     count: str = "sum"):
+def categorical_step(out: torch.Tensor, pixel, channel, force, noise, channels: int, levels: int):
     """The categorical step from (B, C*levels) logits: the sub-pixel ``channel``'s levels-way softmax,
     sampled by inverse CDF from ``noise`` unless ``force`` >= 0. Returns (value, log p(value), the pixel
     with the new value in place)."""
     logits = out.reshape(out.shape[0], channels, levels).index_select(1, channel.reshape(1))
-    value, logp, _ = sample_categorical(logits.squeeze(1), noise, force, count)
+    value, logp, _ = sample_categorical(logits.squeeze(1), noise, force)
     ids = torch.arange(channels, device=pixel.device)
     full = torch.where(ids == channel, value.unsqueeze(1), pixel)  # this pixel incl. the new value
     return value, logp, full

@@ -17,61 +17,51 @@ def log_softmax(logits: torch.Tensor, dim: int) -> torch.Tensor:
     return shifted - shifted.exp().sum(dim=dim, keepdim=True).log()
 
 
-def inverse_cdf_sample(logp: torch.Tensor, uniform: torch.Tensor, count: str = "sum") -> torch.Tensor:
+def inverse_cdf_sample(logp: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
     """Sample from a categorical over the last axis by inverse CDF.
 
     logp: (..., L) log-probabilities; uniform: (...) noise in [0, 1).
     Returns int64 (...): the smallest k with cdf[k] > u * cdf[-1].
     One uniform per sub-pixel keeps the host's noise array the size of the image,
-    and the same noise gives the same sample on every runtime.
-
-    ``count="levels-first"`` (2-D logp, the wavefront graph's wide batches, docs/architecture.md): the
-    same sums in the same order with the levels as the first axis, where ORT's CumSum adds whole rows
-    (21 vs 379 us for 448 x 256 here; bitwise the same CDF), and the levels at or below the threshold
-    counted by a MatMul with a ones row (exact: at most 256 ones in float32) instead of an int64
-    ReduceSum, which ORT runs 7x slower at that batch. The same integers as the default.
+    and the same noise gives the same sample on every runtime. (The VAE decoder's sampler; the
+    autoregressive step graphs sample with ``sample_categorical``.)
     """
-    if count == "levels-first":
-        cdf = torch.cumsum(logp.exp().t(), dim=0)  # (L, B)
-        threshold = uniform.unsqueeze(0) * cdf[-1:]
-        below = (cdf <= threshold).to(torch.float32)
-        index = (torch.ones(1, logp.shape[-1], dtype=torch.float32) @ below).squeeze(0).to(torch.int64)
-        return index.clamp(max=logp.shape[-1] - 1)
     cdf = torch.cumsum(logp.exp(), dim=-1)
     threshold = uniform.unsqueeze(-1) * cdf[..., -1:]
     index = (cdf <= threshold).sum(dim=-1)
     return index.clamp(max=logp.shape[-1] - 1)
 
 
-def sample_categorical(logits: torch.Tensor, uniform: torch.Tensor, force: torch.Tensor | None = None,
-                       count: str = "sum") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A sub-pixel's value and its log p from (B, L) logits: what every categorical step graph (and the
-    naive oracle) samples with. Returns value (B,) int64, log p(value) (B,) float32 and value (B, 1).
+def sample_categorical(logits: torch.Tensor, uniform: torch.Tensor, force: torch.Tensor | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A sub-pixel's value and its log p from (B, L) logits: what every categorical step graph, the
+    wavefront graph and the naive oracle sample with. ``uniform`` (B,) is the noise in [0, 1), ``force``
+    (B,) >= 0 picks that value instead. Returns value (B,) int64, log p(value) (B,) float32 and the
+    value as a (B, 1) column. The smallest k with cdf[k] > u * cdf[-1], as ``inverse_cdf_sample``.
 
-    The sampler of ``inverse_cdf_sample`` without normalising first: the CDF is summed over
-    ``exp(logits - max)`` and the threshold is ``u`` times its own last entry, so the log-softmax's second
-    Exp, its ReduceSum and its full-width Sub are not needed; log p(value) is the picked shifted logit minus
-    the log of that total (docs/architecture.md, "Round 4"). The full graph's log-likelihood stays
-    ``log_softmax``: the two differ by the rounding of one sum (a sequential cumsum vs a ReduceSum).
-    ``force`` >= 0 picks that value instead of sampling; ``count`` as in ``inverse_cdf_sample``.
+    Written for what ONNX Runtime runs fast (docs/architecture.md, "Round 4"):
+
+    * no normalising first: the CDF is summed over ``exp(logits - max)`` and the threshold is ``u``
+      times its own last entry, so the log-softmax's second Exp, its ReduceSum and its full-width Sub
+      are not needed; log p(value) is the picked shifted logit minus the log of that total. The full
+      graph's log-likelihood stays ``log_softmax``: the two differ by the rounding of one sum;
+    * levels first: the CDF is summed over (L, B), where ORT's CumSum adds whole rows (21 vs 379 us
+      at 448 x 256; 53 us at batch 64 before), bitwise the same sums in the same order;
+    * the levels at or below the threshold are counted by a MatMul with a ones row (exact: at most 256
+      ones in float32), not an int64 ReduceSum over the levels (39 us at batch 64) nor a float one (11-60
+      us: ORT reduces a leading axis slowly). The precision passes treat such a MatMul as a sum, not a
+      layer (``calibration.graphs.layer_gemms``).
     """
     levels = logits.shape[-1]
     shifted = logits - logits.amax(dim=-1, keepdim=True).detach()
-    e = shifted.exp()
-    if count == "levels-first":
-        cdf = torch.cumsum(e.t(), dim=0)  # (L, B): ORT adds whole rows
-        total = cdf[-1:]  # (1, B)
-        below = (cdf <= uniform.unsqueeze(0) * total).to(torch.float32)
-        index = (torch.ones(1, levels, dtype=torch.float32) @ below).reshape(-1, 1).to(torch.int64)  # (B, 1)
-        total = total.reshape(-1, 1)
-    else:
-        cdf = torch.cumsum(e, dim=-1)
-        total = cdf[:, -1:]  # (B, 1)
-        index = (cdf <= uniform.unsqueeze(-1) * total).sum(dim=-1, keepdim=True)
-    index = index.clamp(max=levels - 1)
-    column = index if force is None else torch.where(force.unsqueeze(-1) >= 0, force.unsqueeze(-1), index)
-    logp = (shifted.gather(1, column) - total.log()).squeeze(1)
-    return column.squeeze(1), logp, column
+    cdf = torch.cumsum(shifted.exp().t(), dim=0)  # (L, B)
+    total = cdf[-1:]  # (1, B)
+    below = (cdf <= uniform * total).to(torch.float32)  # uniform (B,) broadcasts as a row
+    index = (torch.ones(1, levels, dtype=torch.float32) @ below).to(torch.int64).clamp(max=levels - 1)  # (1, B)
+    row = index if force is None else torch.where(force >= 0, force, index)  # force (B,) as a row too
+    column = row.reshape(-1, 1)
+    logp = (shifted.gather(1, column) - total.reshape(-1, 1).log()).squeeze(1)
+    return row.reshape(-1), logp, column
 
 
 def gather_logp(logp: torch.Tensor, value: torch.Tensor, dim: int) -> torch.Tensor:

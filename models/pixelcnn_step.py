@@ -108,11 +108,9 @@ class PixelCNNStep(StepModule):
         return self.trunk(pixel, self.input_window.window(input_cache, row, col, key),
                           self.block_windows.window(block_cache, row, col, key), channel, force, noise)
 
-    def trunk(self, pixel, input_window, block_window, channel, force, noise, count: str = "sum",
-              window_weights=None, products=None):
+    def trunk(self, pixel, input_window, block_window, channel, force, noise, window_weights=None, products=None):
         """Everything after the cache reads: ``input_window`` (B, 1, K0) and ``block_window`` (B, n, K) are
-        the gathered taps (``ConvWindowStack.window``) of the input conv and of every block. ``count``: how
-        the sampler counts levels (``heads.inverse_cdf_sample``; the same value either way).
+        the gathered taps (``ConvWindowStack.window``) of the input conv and of every block.
         ``window_weights``: (input, blocks) window weights for windows gathered without some taps (the
         wavefront's, without the masked ones); default the stacks' own. ``products``: the blocks' windows
         (n, B, h+1) already multiplied by their weights and their bias added (the batch-last wavefront's);
@@ -135,14 +133,14 @@ class PixelCNNStep(StepModule):
             new.append(a)
         hidden = F.relu(F.relu(h) @ self.w_head_hidden + self.head_hidden_bias)  # (B, m)
         out = hidden @ self.w_head_out + self.head_out_bias  # (B, C*levels)
-        value, logp, full = categorical_pick(out, pixel, channel, force, noise, self.channels, self.levels, count)
+        value, logp, full = categorical_pick(out, pixel, channel, force, noise, self.channels, self.levels)
         new_0 = normalize(full, self.levels).reshape(B, 1, self.channels)  # the first conv's input
         return value, logp, new_0, torch.cat(new, dim=1).reshape(B, self.blocks, self.half)
 
 
-def categorical_pick(out, pixel, channel, force, noise, channels: int, levels: int, count: str = "sum"):
+def categorical_pick(out, pixel, channel, force, noise, channels: int, levels: int):
     """``models.categorical.categorical_step`` with fewer nodes when there is one channel (no channel
     pick, no pixel merge): the same arithmetic (``heads``), so the same samples."""
     if channels > 1:
-        return categorical_step(out, pixel, channel, force, noise, channels, levels, count)
-    return sample_categorical(out, noise, force, count)  # value (B,), logp (B,), the pixel (B, 1)
+        return categorical_step(out, pixel, channel, force, noise, channels, levels)
+    return sample_categorical(out, noise, force)  # value (B,), logp (B,), the pixel (B, 1)

@@ -53,8 +53,7 @@ class PixelCNNWave(StepModule):
 
     Either way the trunk is the step module's (``PixelCNNStep.trunk``) with the pixels in flight flattened
     into its GEMMs' rows, every reshape has a constant target or the batch and pixel sizes, and the sampler
-    sums the CDF levels-first and counts levels with a MatMul (``heads.inverse_cdf_sample``): the same CDF
-    and the same integers as the step graph's.
+    is the step graph's (``heads.sample_categorical``): the same CDF and the same integers.
     """
 
     def __init__(self, step, layout: str = "batch-last"):
@@ -121,8 +120,7 @@ class PixelCNNWave(StepModule):
             windows = dict(window_weights=(self.w_input[0], self.w_blocks))
             args += (self._window(input_cache, self.index_input, key, 1),
                      self._window(block_cache, self.index_blocks, key, s.blocks))
-        value, logp, new_0, new_1 = s.trunk(*args, channel, force.reshape(-1), noise.reshape(-1),
-                                            count="levels-first", **windows)
+        value, logp, new_0, new_1 = s.trunk(*args, channel, force.reshape(-1), noise.reshape(-1), **windows)
         if self.wavefront.batch_last:  # rows (p, b) -> (L, C, P, B): one 2-D transpose each (none for C = 1)
             new_0 = new_0.reshape(-1, s.channels).t() if s.channels > 1 else new_0
             new_0 = new_0.reshape(1, s.channels, *force.shape)

@@ -6,7 +6,7 @@ import onnx
 from onnx import TensorProto
 
 from pixelrt.calibration.fp16 import convert_fp16
-from pixelrt.calibration.graphs import LIKELIHOOD_OPS, tail_nodes
+from pixelrt.calibration.graphs import LIKELIHOOD_OPS, layer_gemms, tail_nodes
 from pixelrt.calibration.measure import FP16_BPD_BUDGET
 from pixelrt.bundle import load_bundle
 from pixelrt.runtime.evaluate import evaluate
@@ -48,10 +48,13 @@ def test_network_is_fp16_and_likelihood_tail_is_fp32(grey_fp16):
         types = _types(model)
         heads = set(res.bundle.manifest.calibration["fp16"][g]["fp32_head_gemms"])
         assert len(heads) == 1  # the logits layer
+        layers = {n.name for n in layer_gemms(onnx.load(fp32.graph_path(g)))}  # found on the FP32 source
         gemms = {n.name: types[n.input[1]] for n in model.graph.node if n.op_type in ("Conv", "MatMul")}
-        assert len(gemms) > 2 and heads <= set(gemms)
-        for name, t in gemms.items():  # the network in FP16, the logits layer in FP32
-            assert t == (TensorProto.FLOAT if name in heads else TensorProto.FLOAT16), name
+        assert len(layers) > 2 and heads <= layers
+        for name, t in gemms.items():  # the network in FP16; the logits layer and the sampler's count in FP32
+            assert t == (TensorProto.FLOAT16 if name in layers - heads else TensorProto.FLOAT), name
+        if g == "step":  # the sampler counts levels with a ones-row MatMul: a sum, kept in the FP32 tail
+            assert len(set(gemms) - layers) == 1
         lik = [n for n in model.graph.node if n.op_type in LIKELIHOOD_OPS]
         assert lik
         for n in lik:  # every log-softmax / sampling op reads and writes FP32

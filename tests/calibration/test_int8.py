@@ -6,6 +6,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
+from pixelrt.calibration.graphs import layer_gemms
 from pixelrt.calibration.int8 import METHODS
 from pixelrt.calibration.measure import INT8_RELATIVE_BUDGET, step_vs_full_budget
 from pixelrt.calibration.readers import RecordingRunner, step_feeds
@@ -32,8 +33,15 @@ def test_int8_bundle_has_symmetric_per_channel_qdq(rgb_int8):
         graph_inputs = {i.name: i.type.tensor_type.elem_type for i in model.graph.input}
         for n in q:  # integer inputs (uint8 images, int64 positions) are never quantized
             assert graph_inputs.get(n.input[0], onnx.TensorProto.FLOAT) == onnx.TensorProto.FLOAT
-        gemms = [n for n in model.graph.node if n.op_type in ("Conv", "MatMul")]
+        layers = {n.name for n in layer_gemms(onnx.load(fp32.graph_path(g)))}
+        every = [n for n in model.graph.node if n.op_type in ("Conv", "MatMul")]
+        gemms = [n for n in every if n.name in layers]
         producer = {o: n for n in model.graph.node for o in n.output}
+        for n in every:  # a ones-row MatMul (the step sampler's count of levels) is a sum: never quantized
+            if n.name not in layers:
+                assert g == "step" and not any(i in producer and producer[i].op_type == "DequantizeLinear"
+                                               for i in n.input), n.name
+        assert len(every) - len(gemms) == (1 if g == "step" else 0)
         per_channel = 0
         for n in gemms:  # both operands of every GEMM come through a DequantizeLinear
             assert all(producer[i].op_type == "DequantizeLinear" for i in n.input[:2]), n.name
