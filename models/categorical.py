@@ -77,8 +77,11 @@ class CategoricalStepHead(nn.Module):
 
 def categorical_step(out: torch.Tensor, pixel, channel, force, noise, channels: int, levels: int):
     """The categorical step from (B, C*levels) logits: the sub-pixel ``channel``'s levels-way softmax,
-    sampled by inverse CDF from ``noise`` unless ``force`` >= 0. Returns (value, log p(value), the pixel
-    with the new value in place)."""
+    sampled by inverse CDF from ``noise`` unless ``force`` >= 0 (``heads.sample_categorical``). Returns
+    (value, log p(value), the pixel with the new value in place). With one channel there is no channel to
+    pick and no pixel to merge: fewer graph nodes, the same arithmetic, so the same samples."""
+    if channels == 1:
+        return sample_categorical(out, noise, force)  # the pixel is the value's (B, 1) column
     logits = out.reshape(out.shape[0], channels, levels).index_select(1, channel.reshape(1))
     value, logp, _ = sample_categorical(logits.squeeze(1), noise, force)
     ids = torch.arange(channels, device=pixel.device)

@@ -60,9 +60,8 @@ class GatedPixelCNNStep(StepModule):
         self.window_1 = HorizontalWindowStack([layer.hconv for layer in rest])
         centres = [layer.hconv.centre() for layer in model.layers]
         self.register_buffer("w_centre_0", centres[0][0])
-        self.register_buffer("b_centre_0", centres[0][1])
         self.register_buffer("w_centre_1", torch.stack([w for w, _ in centres[1:]]))  # (L-1, F, 2F)
-        self.register_buffer("b_centre_1", torch.stack([b for _, b in centres[1:]]))  # (L-1, 2F)
+        self.register_buffer("b_centre", torch.stack([b for _, b in centres])[:, None])  # (L, 1, 2F)
         self.outs = nn.ModuleList(layer.out.stepper() for layer in model.layers)
         self.cond_h = model.cond_h
         self.head = CategoricalStepHead(model.head_hidden, model.head_out, cfg.channels, cfg.levels)
@@ -79,17 +78,26 @@ class GatedPixelCNNStep(StepModule):
         cond_vec = None if cond is None else \
             cond.index_select(2, row.reshape(1)).index_select(3, col.reshape(1)).flatten(1)  # (B, Cc)
         bias = self.cond_h.at(ctx.get("label"), cond_vec)  # (L, B, 2F) or None
+        # every layer's gate input but its centre tap, in one tensor: the link from the row above, the cached
+        # taps left of the pixel and the biases; each layer's centre GEMM then takes its slice as the C input
         links = link.index_select(2, col.reshape(1)).squeeze(2).transpose(0, 1)  # (L, B, 2F)
-        windows = self.window_1(cache_1, col)  # (L-1, B, 2F)
-        a = x @ self.w_centre_0 + self.b_centre_0 + self.window_0(cache_0, col)[0] + links[0]
-        h = self.outs[0](gate(a if bias is None else a + bias[0], self.groups))
+        rest = links + torch.cat([self.window_0(cache_0, col), self.window_1(cache_1, col)]) + self.b_centre
+        rest = rest if bias is None else rest + bias
+        h = self.outs[0](self._gate(x @ self.w_centre_0 + rest[0]))
         new = []
         for k in range(1, self.layers):
             new.append(h)
-            a = h @ self.w_centre_1[k - 1] + self.b_centre_1[k - 1] + windows[k - 1] + links[k]
-            h = h + self.outs[k](gate(a if bias is None else a + bias[k], self.groups))
+            h = h + self.outs[k](self._gate(h @ self.w_centre_1[k - 1] + rest[k]))
         value, logp, full = self.head(h, pixel, channel, force, noise)
-        return value, logp, normalize(full, self.levels).unsqueeze(1), torch.stack(new, dim=1)
+        B = pixel.shape[0]  # the new columns leave as one Concat + Reshape
+        return value, logp, normalize(full, self.levels).unsqueeze(1), torch.cat(new, 1).reshape(B, self.layers - 1, -1)
+
+    def _gate(self, a):
+        """``gate`` for one colour group as one Split: tanh of the first half times sigmoid of the second."""
+        if self.groups > 1:
+            return gate(a, self.groups)
+        t, s = a.chunk(2, dim=1)
+        return torch.tanh(t) * torch.sigmoid(s)
 
 
 class GatedPixelCNNRow(StepModule):

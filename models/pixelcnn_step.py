@@ -27,7 +27,6 @@ import torch.nn.functional as F
 from pixelrt.bundle.graphs import step_graph, step_schedule
 from pixelrt.models.categorical import categorical_step, normalize
 from pixelrt.models.contract import StepModule
-from pixelrt.models.heads import sample_categorical
 from pixelrt.models.layers import ConvWindowStack, RowCache, ring_states
 
 
@@ -133,14 +132,6 @@ class PixelCNNStep(StepModule):
             new.append(a)
         hidden = F.relu(F.relu(h) @ self.w_head_hidden + self.head_hidden_bias)  # (B, m)
         out = hidden @ self.w_head_out + self.head_out_bias  # (B, C*levels)
-        value, logp, full = categorical_pick(out, pixel, channel, force, noise, self.channels, self.levels)
+        value, logp, full = categorical_step(out, pixel, channel, force, noise, self.channels, self.levels)
         new_0 = normalize(full, self.levels).reshape(B, 1, self.channels)  # the first conv's input
         return value, logp, new_0, torch.cat(new, dim=1).reshape(B, self.blocks, self.half)
-
-
-def categorical_pick(out, pixel, channel, force, noise, channels: int, levels: int):
-    """``models.categorical.categorical_step`` with fewer nodes when there is one channel (no channel
-    pick, no pixel merge): the same arithmetic (``heads``), so the same samples."""
-    if channels > 1:
-        return categorical_step(out, pixel, channel, force, noise, channels, levels)
-    return sample_categorical(out, noise, force)  # value (B,), logp (B,), the pixel (B, 1)

@@ -11,3 +11,4 @@ def test_pixelcnn_step_graph_node_count(grey_bundle):
     # Squeeze of its window, which comes out of one Split); before this layout ref28 had 132
     assert counts["optimized"] <= 50 + 5 * blocks, counts
     assert counts["optimized_ops"].get("Unsqueeze", 0) <= 2, counts  # the new columns leave as one Concat
+
