@@ -121,10 +121,11 @@ class PixelCNNWave(StepModule):
             args += (self._window(input_cache, self.index_input, key, 1),
                      self._window(block_cache, self.index_blocks, key, s.blocks))
         value, logp, new_0, new_1 = s.trunk(*args, channel, force.reshape(-1), noise.reshape(-1), **windows)
-        if self.wavefront.batch_last:  # rows (p, b) -> (L, C, P, B): one 2-D transpose each (none for C = 1)
+        if self.wavefront.batch_last:  # rows (p, b) -> (L, C, P, B): one transpose each (none for C = 1),
+            # written straight to the output: (P, B, L, C) -> (L, C, P, B) is a 2-D transpose to ORT
             new_0 = new_0.reshape(-1, s.channels).t() if s.channels > 1 else new_0
             new_0 = new_0.reshape(1, s.channels, *force.shape)
-            new_1 = new_1.reshape(-1, s.blocks * s.half).t().reshape(s.blocks, s.half, *force.shape)
+            new_1 = new_1.reshape(*force.shape, s.blocks, s.half).permute(2, 3, 0, 1)
         else:
             new_0, new_1 = new_0.reshape(*force.shape, 1, s.channels), new_1.reshape(*force.shape, s.blocks, s.half)
         return value.reshape_as(force), logp.reshape_as(noise), new_0, new_1
