@@ -89,8 +89,8 @@ class GatedPixelCNNStep(StepModule):
             new.append(h)
             h = h + self.outs[k](self._gate(h @ self.w_centre_1[k - 1] + rest[k]))
         value, logp, full = self.head(h, pixel, channel, force, noise)
-        B = pixel.shape[0]  # the new columns leave as one Concat + Reshape
-        return value, logp, normalize(full, self.levels).unsqueeze(1), torch.cat(new, 1).reshape(B, self.layers - 1, -1)
+        new_1 = torch.cat(new, 1).reshape(pixel.shape[0], self.layers - 1, -1)  # one Concat + Reshape
+        return value, logp, normalize(full, self.levels).unsqueeze(1), new_1
 
     def _gate(self, a):
         """``gate`` for one colour group as one Split: tanh of the first half times sigmoid of the second."""

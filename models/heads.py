@@ -48,7 +48,7 @@ def sample_categorical(logits: torch.Tensor, uniform: torch.Tensor, force: torch
     * levels first: the CDF is summed over (L, B), where ORT's CumSum adds whole rows (21 vs 379 us
       at 448 x 256; 53 us at batch 64 before), bitwise the same sums in the same order;
     * the levels at or below the threshold are counted by a MatMul with a ones row (exact: at most 256
-      ones in float32), not an int64 ReduceSum over the levels (39 us at batch 64) nor a float one (11-60
+      ones in float32), not an int64 ReduceSum over the levels (39 us at batch 64) nor a float one (11-63
       us: ORT reduces a leading axis slowly). The precision passes treat such a MatMul as a sum, not a
       layer (``calibration.graphs.layer_gemms``).
     """

@@ -25,7 +25,8 @@ def test_sample_categorical_picks_the_inverse_cdf_level_and_the_log_softmax_logp
     assert value.dtype == torch.int64 and column.shape == (B, 1) and torch.equal(column[:, 0], value)
     p = torch.softmax(logits.double(), dim=-1)
     cdf = torch.cumsum(p, dim=-1)
-    below = torch.where(value > 0, cdf.gather(1, (value - 1).clamp(min=0)[:, None])[:, 0], torch.zeros(B, dtype=torch.float64))
+    before = cdf.gather(1, (value - 1).clamp(min=0)[:, None])[:, 0]
+    below = torch.where(value > 0, before, torch.zeros(B, dtype=torch.float64))
     at = cdf.gather(1, value[:, None])[:, 0]
     # the definition, up to float32 rounding of the CDF: cdf[v - 1] <= u < cdf[v]
     assert bool(((below <= u.double() + 1e-5) & (u.double() < at + 1e-5)).all())
